@@ -1,0 +1,62 @@
+//! The backend contract: the small trait every device implements. Backends know nothing of graphs; the executor
+//! drives them one node at a time.
+
+pub mod cpu;
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub mod cuda;
+
+use crate::error::Result;
+use crate::graph::{Op, TensorDesc};
+use crate::tensor::Tensor;
+
+/// One node to run: the op with its operands' and result's descriptors.
+#[derive(Clone, Copy, Debug)]
+pub struct OpCall<'a> {
+    /// The operation.
+    pub op: &'a Op,
+    /// Descriptors of the inputs, in the op's order.
+    pub inputs: &'a [TensorDesc],
+    /// Descriptor of the output.
+    pub output: &'a TensorDesc,
+}
+
+/// A device that can hold tensors and run ops on them.
+///
+/// A buffer may be larger than the descriptor it is used with (the memory planner reuses buffers); backends read
+/// and write only the first `desc.shape.numel()` elements. Work may be queued asynchronously: `download` and
+/// `synchronize` wait for it.
+pub trait Backend: Send + Sync {
+    /// Memory owned by this device.
+    type Buffer: Send + Sync;
+
+    /// Short name ("cpu", "cuda").
+    fn name(&self) -> &'static str;
+
+    /// A buffer able to hold `desc` (contents unspecified).
+    fn alloc(&self, desc: &TensorDesc) -> Result<Self::Buffer>;
+
+    /// Copies a host tensor to the device (the CPU may share it without copying).
+    fn upload(&self, tensor: &Tensor) -> Result<Self::Buffer>;
+
+    /// Copies a buffer back to a host tensor of `desc`.
+    fn download(&self, buf: &Self::Buffer, desc: &TensorDesc) -> Result<Tensor>;
+
+    /// Turns a buffer that is no longer needed into a host tensor (the CPU moves instead of copying).
+    fn into_tensor(&self, buf: Self::Buffer, desc: &TensorDesc) -> Result<Tensor> {
+        self.download(&buf, desc)
+    }
+
+    /// Fills a buffer with NaN (floats) or all-ones bits (integers), so tests see elements a kernel did not write.
+    fn poison(&self, buf: &mut Self::Buffer, desc: &TensorDesc) -> Result<()>;
+
+    /// Runs one op: reads `inputs`, writes `out`.
+    fn execute(
+        &self,
+        call: &OpCall<'_>,
+        inputs: &[&Self::Buffer],
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Waits until all queued work is done.
+    fn synchronize(&self) -> Result<()>;
+}

@@ -1,0 +1,3 @@
+//! Small helpers shared by tests, benchmarks and the CLI.
+
+pub mod random;
