@@ -87,45 +87,26 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// A shape mismatch with no hint.
     pub fn shape(op: &'static str, lhs: &Shape, rhs: &Shape) -> Self {
-        Error::ShapeMismatch {
-            op,
-            lhs: lhs.clone(),
-            rhs: rhs.clone(),
-            hint: String::new(),
-        }
+        Error::ShapeMismatch { op, lhs: lhs.clone(), rhs: rhs.clone(), hint: String::new() }
     }
 
     /// A shape mismatch with an explanation.
     pub fn shape_hint(op: &'static str, lhs: &Shape, rhs: &Shape, hint: impl Into<String>) -> Self {
-        Error::ShapeMismatch {
-            op,
-            lhs: lhs.clone(),
-            rhs: rhs.clone(),
-            hint: format!("; {}", hint.into()),
-        }
+        Error::ShapeMismatch { op, lhs: lhs.clone(), rhs: rhs.clone(), hint: format!("; {}", hint.into()) }
     }
 
     /// An invalid argument.
     pub fn arg(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            op,
-            msg: msg.into(),
-        }
+        Error::InvalidArgument { op, msg: msg.into() }
     }
 
     /// An I/O error on a path.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
+        Error::Io { path: path.as_ref().display().to_string(), source }
     }
 
     /// A bad file.
     pub fn bad_file(path: impl AsRef<std::path::Path>, msg: impl Into<String>) -> Self {
-        Error::BadFile {
-            path: path.as_ref().display().to_string(),
-            msg: msg.into(),
-        }
+        Error::BadFile { path: path.as_ref().display().to_string(), msg: msg.into() }
     }
 }

@@ -50,12 +50,7 @@ pub trait Backend: Send + Sync {
     fn poison(&self, buf: &mut Self::Buffer, desc: &TensorDesc) -> Result<()>;
 
     /// Runs one op: reads `inputs`, writes `out`.
-    fn execute(
-        &self,
-        call: &OpCall<'_>,
-        inputs: &[&Self::Buffer],
-        out: &mut Self::Buffer,
-    ) -> Result<()>;
+    fn execute(&self, call: &OpCall<'_>, inputs: &[&Self::Buffer], out: &mut Self::Buffer) -> Result<()>;
 
     /// Waits until all queued work is done.
     fn synchronize(&self) -> Result<()>;

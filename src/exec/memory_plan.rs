@@ -44,14 +44,9 @@ impl MemoryPlan {
     pub fn new(graph: &Graph) -> MemoryPlan {
         let nodes = graph.nodes();
         let last = graph.last_uses();
-        let is_output: Vec<bool> = (0..nodes.len())
-            .map(|i| graph.outputs().contains(&NodeId(i)))
-            .collect();
-        let mut plan = MemoryPlan {
-            slot_of: vec![None; nodes.len()],
-            slots: vec![],
-            dying_after: vec![vec![]; nodes.len()],
-        };
+        let is_output: Vec<bool> = (0..nodes.len()).map(|i| graph.outputs().contains(&NodeId(i))).collect();
+        let mut plan =
+            MemoryPlan { slot_of: vec![None; nodes.len()], slots: vec![], dying_after: vec![vec![]; nodes.len()] };
         let mut free: Vec<usize> = vec![];
         for (i, node) in nodes.iter().enumerate() {
             let mut ins = node.inputs.clone();
@@ -62,8 +57,7 @@ impl MemoryPlan {
                     plan.dying_after[i].push(inp);
                 }
             }
-            let needs_slot =
-                !node.op.is_leaf() && !is_output[i] && !matches!(node.op, Op::Input { .. });
+            let needs_slot = !node.op.is_leaf() && !is_output[i] && !matches!(node.op, Op::Input { .. });
             if needs_slot {
                 let s = plan.pick_slot(&mut free, node.out.dtype, node.out.shape.numel());
                 plan.slot_of[i] = Some(s);
@@ -82,24 +76,14 @@ impl MemoryPlan {
     }
 
     fn pick_slot(&mut self, free: &mut Vec<usize>, dtype: DType, need: usize) -> usize {
-        let same: Vec<usize> = free
-            .iter()
-            .copied()
-            .filter(|&s| self.slots[s].dtype == dtype)
-            .collect();
+        let same: Vec<usize> = free.iter().copied().filter(|&s| self.slots[s].dtype == dtype).collect();
         let fit = same
             .iter()
             .copied()
-            .filter(|&s| {
-                self.slots[s].elements >= need
-                    && self.slots[s].elements < need.saturating_mul(2).max(1)
-            })
+            .filter(|&s| self.slots[s].elements >= need && self.slots[s].elements < need.saturating_mul(2).max(1))
             .min_by_key(|&s| self.slots[s].elements);
         let chosen = fit.or_else(|| {
-            same.iter()
-                .copied()
-                .filter(|&s| self.slots[s].elements < need)
-                .max_by_key(|&s| self.slots[s].elements)
+            same.iter().copied().filter(|&s| self.slots[s].elements < need).max_by_key(|&s| self.slots[s].elements)
         });
         match chosen {
             Some(s) => {
@@ -109,10 +93,7 @@ impl MemoryPlan {
                 s
             }
             None => {
-                self.slots.push(Slot {
-                    dtype,
-                    elements: need,
-                });
+                self.slots.push(Slot { dtype, elements: need });
                 self.slots.len() - 1
             }
         }

@@ -34,10 +34,7 @@ pub struct ExecOptions {
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions {
-            policy: DevicePolicy::Auto,
-            optimize: true,
-        }
+        ExecOptions { policy: DevicePolicy::Auto, optimize: true }
     }
 }
 
@@ -59,25 +56,15 @@ impl Executor {
     pub fn new(options: ExecOptions) -> Result<Executor> {
         if options.policy == DevicePolicy::ForceGpu {
             return Err(crate::error::Error::GpuUnavailable(
-                "this build's executor runs graphs on the CPU only (GPU placement is not finished)"
-                    .into(),
+                "this build's executor runs graphs on the CPU only (GPU placement is not finished)".into(),
             ));
         }
-        Ok(Executor {
-            options,
-            cpu: CpuBackend::new(),
-        })
+        Ok(Executor { options, cpu: CpuBackend::new() })
     }
 
     /// An executor that runs everything on the CPU.
     pub fn cpu() -> Executor {
-        Executor {
-            options: ExecOptions {
-                policy: DevicePolicy::ForceCpu,
-                optimize: true,
-            },
-            cpu: CpuBackend::new(),
-        }
+        Executor { options: ExecOptions { policy: DevicePolicy::ForceCpu, optimize: true }, cpu: CpuBackend::new() }
     }
 
     /// The options in force.
@@ -87,15 +74,8 @@ impl Executor {
 
     /// Optimises and plans `graph` for repeated runs.
     pub fn compile(&self, graph: &Graph) -> Result<CompiledGraph> {
-        let g = if self.options.optimize {
-            optimize(graph)
-        } else {
-            graph.clone()
-        };
-        Ok(CompiledGraph {
-            runner: DeviceRunner::new(&self.cpu, g)?,
-            cpu: self.cpu.clone(),
-        })
+        let g = if self.options.optimize { optimize(graph) } else { graph.clone() };
+        Ok(CompiledGraph { runner: DeviceRunner::new(&self.cpu, g)?, cpu: self.cpu.clone() })
     }
 
     /// Compiles and runs `graph` once. Inputs are given in the order they were declared.

@@ -44,12 +44,7 @@ impl<B: Backend> DeviceRunner<B> {
             })
             .collect::<Result<Vec<_>>>()?;
         let slots = Mutex::new((0..plan.slots.len()).map(|_| None).collect());
-        Ok(DeviceRunner {
-            graph,
-            plan,
-            constants,
-            slots,
-        })
+        Ok(DeviceRunner { graph, plan, constants, slots })
     }
 
     /// The graph this runner runs.
@@ -66,11 +61,7 @@ impl<B: Backend> DeviceRunner<B> {
     pub fn run(&self, backend: &B, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let declared = self.graph.inputs();
         if declared.len() != inputs.len() {
-            return Err(Error::Graph(format!(
-                "graph takes {} inputs, {} given",
-                declared.len(),
-                inputs.len()
-            )));
+            return Err(Error::Graph(format!("graph takes {} inputs, {} given", declared.len(), inputs.len())));
         }
         for ((id, name), t) in declared.iter().zip(inputs) {
             let want = &self.graph.node(*id).out;
@@ -85,29 +76,15 @@ impl<B: Backend> DeviceRunner<B> {
             }
         }
         // Buffers taken from the slots are put back on every path, error or not.
-        let mut slots = std::mem::take(
-            &mut *self
-                .slots
-                .lock()
-                .map_err(|_| Error::Graph("runner poisoned".into()))?,
-        );
+        let mut slots = std::mem::take(&mut *self.slots.lock().map_err(|_| Error::Graph("runner poisoned".into()))?);
         let result = self.run_inner(backend, inputs, &mut slots);
-        *self
-            .slots
-            .lock()
-            .map_err(|_| Error::Graph("runner poisoned".into()))? = slots;
+        *self.slots.lock().map_err(|_| Error::Graph("runner poisoned".into()))? = slots;
         result
     }
 
-    fn run_inner(
-        &self,
-        backend: &B,
-        inputs: &[Tensor],
-        slots: &mut [Option<B::Buffer>],
-    ) -> Result<Vec<Tensor>> {
+    fn run_inner(&self, backend: &B, inputs: &[Tensor], slots: &mut [Option<B::Buffer>]) -> Result<Vec<Tensor>> {
         let nodes = self.graph.nodes();
-        let mut values: Vec<Option<Value<'_, B::Buffer>>> =
-            (0..nodes.len()).map(|_| None).collect();
+        let mut values: Vec<Option<Value<'_, B::Buffer>>> = (0..nodes.len()).map(|_| None).collect();
         let mut next_input = 0;
         let mut in_descs: Vec<TensorDesc> = Vec::with_capacity(4);
         for (i, node) in nodes.iter().enumerate() {
@@ -134,16 +111,13 @@ impl<B: Backend> DeviceRunner<B> {
                         .inputs
                         .iter()
                         .map(|x| {
-                            values[x.0].as_ref().map(Value::get).ok_or_else(|| {
-                                Error::Graph(format!("%{} read before it was computed", x.0))
-                            })
+                            values[x.0]
+                                .as_ref()
+                                .map(Value::get)
+                                .ok_or_else(|| Error::Graph(format!("%{} read before it was computed", x.0)))
                         })
                         .collect::<Result<_>>()?;
-                    let call = OpCall {
-                        op,
-                        inputs: &in_descs,
-                        output: &node.out,
-                    };
+                    let call = OpCall { op, inputs: &in_descs, output: &node.out };
                     let res = backend.execute(&call, &bufs, &mut out);
                     if let Err(e) = res {
                         if let Some(s) = self.plan.slot_of[i] {
@@ -156,8 +130,7 @@ impl<B: Backend> DeviceRunner<B> {
             };
             values[i] = Some(value);
             for d in &self.plan.dying_after[i] {
-                if let (Some(s), Some(Value::Own(b))) = (self.plan.slot_of[d.0], values[d.0].take())
-                {
+                if let (Some(s), Some(Value::Own(b))) = (self.plan.slot_of[d.0], values[d.0].take()) {
                     slots[s] = Some(b);
                 }
             }

@@ -22,20 +22,12 @@ impl GraphBuilder {
 
     /// The descriptor of a node already added.
     pub fn desc(&self, id: NodeId) -> Result<&TensorDesc> {
-        self.nodes
-            .get(id.0)
-            .map(|n| &n.out)
-            .ok_or_else(|| Error::Graph(format!("unknown node id {}", id.0)))
+        self.nodes.get(id.0).map(|n| &n.out).ok_or_else(|| Error::Graph(format!("unknown node id {}", id.0)))
     }
 
     /// Declares a run-time input.
     pub fn input(&mut self, name: &str, dtype: DType, shape: impl Into<Shape>) -> NodeId {
-        self.push_leaf(
-            Op::Input {
-                name: name.to_string(),
-            },
-            TensorDesc::new(dtype, shape),
-        )
+        self.push_leaf(Op::Input { name: name.to_string() }, TensorDesc::new(dtype, shape))
     }
 
     /// Adds a constant (weights).
@@ -45,44 +37,21 @@ impl GraphBuilder {
     }
 
     fn push_leaf(&mut self, op: Op, out: TensorDesc) -> NodeId {
-        self.nodes.push(Node {
-            op,
-            inputs: vec![],
-            out,
-        });
+        self.nodes.push(Node { op, inputs: vec![], out });
         NodeId(self.nodes.len() - 1)
     }
 
     /// Adds any op after checking it; the general form behind the named helpers.
     pub fn op(&mut self, op: Op, inputs: &[NodeId]) -> Result<NodeId> {
-        let descs = inputs
-            .iter()
-            .map(|&i| self.desc(i).cloned())
-            .collect::<Result<Vec<_>>>()?;
+        let descs = inputs.iter().map(|&i| self.desc(i).cloned()).collect::<Result<Vec<_>>>()?;
         let out = infer(&op, &descs)?;
-        self.nodes.push(Node {
-            op,
-            inputs: inputs.to_vec(),
-            out,
-        });
+        self.nodes.push(Node { op, inputs: inputs.to_vec(), out });
         Ok(NodeId(self.nodes.len() - 1))
     }
 
     /// Batched matrix product (see [`Op::MatMul`]).
-    pub fn matmul(
-        &mut self,
-        a: NodeId,
-        b: NodeId,
-        transpose_a: bool,
-        transpose_b: bool,
-    ) -> Result<NodeId> {
-        self.op(
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            },
-            &[a, b],
-        )
+    pub fn matmul(&mut self, a: NodeId, b: NodeId, transpose_a: bool, transpose_b: bool) -> Result<NodeId> {
+        self.op(Op::MatMul { transpose_a, transpose_b }, &[a, b])
     }
 
     /// a + b, broadcasting.
@@ -116,13 +85,7 @@ impl GraphBuilder {
     }
 
     /// LayerNorm over the last axis.
-    pub fn layer_norm(
-        &mut self,
-        x: NodeId,
-        weight: NodeId,
-        bias: NodeId,
-        eps: f32,
-    ) -> Result<NodeId> {
+    pub fn layer_norm(&mut self, x: NodeId, weight: NodeId, bias: NodeId, eps: f32) -> Result<NodeId> {
         self.op(Op::LayerNorm { eps }, &[x, weight, bias])
     }
 
@@ -160,22 +123,12 @@ impl GraphBuilder {
 
     /// Reshape.
     pub fn reshape(&mut self, x: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
-        self.op(
-            Op::Reshape {
-                shape: shape.into(),
-            },
-            &[x],
-        )
+        self.op(Op::Reshape { shape: shape.into() }, &[x])
     }
 
     /// Axis permutation.
     pub fn transpose(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
-        self.op(
-            Op::Transpose {
-                perm: perm.to_vec(),
-            },
-            &[x],
-        )
+        self.op(Op::Transpose { perm: perm.to_vec() }, &[x])
     }
 
     /// `start..end` along `axis`.
@@ -189,21 +142,8 @@ impl GraphBuilder {
     }
 
     /// Reduction over `axis`.
-    pub fn reduce(
-        &mut self,
-        x: NodeId,
-        kind: ReduceKind,
-        axis: usize,
-        keep_dim: bool,
-    ) -> Result<NodeId> {
-        self.op(
-            Op::Reduce {
-                kind,
-                axis,
-                keep_dim,
-            },
-            &[x],
-        )
+    pub fn reduce(&mut self, x: NodeId, kind: ReduceKind, axis: usize, keep_dim: bool) -> Result<NodeId> {
+        self.op(Op::Reduce { kind, axis, keep_dim }, &[x])
     }
 
     /// dtype conversion.
@@ -226,9 +166,7 @@ impl GraphBuilder {
     /// Finishes the graph; `Err` if it has no outputs or two inputs share a name.
     pub fn build(self) -> Result<Graph> {
         if self.outputs.is_empty() {
-            return Err(Error::Graph(
-                "graph has no outputs; mark at least one with output()".into(),
-            ));
+            return Err(Error::Graph("graph has no outputs; mark at least one with output()".into()));
         }
         let mut names = std::collections::HashSet::new();
         for n in &self.nodes {

@@ -16,10 +16,7 @@ pub struct TensorDesc {
 impl TensorDesc {
     /// A descriptor.
     pub fn new(dtype: DType, shape: impl Into<Shape>) -> Self {
-        TensorDesc {
-            dtype,
-            shape: shape.into(),
-        }
+        TensorDesc { dtype, shape: shape.into() }
     }
 
     /// Size of the data in bytes.
@@ -32,12 +29,7 @@ fn arity(op: &Op, ins: &[TensorDesc], allowed: &[usize]) -> Result<()> {
     if allowed.contains(&ins.len()) {
         Ok(())
     } else {
-        Err(Error::Graph(format!(
-            "{} takes {:?} inputs, got {}",
-            op.name(),
-            allowed,
-            ins.len()
-        )))
+        Err(Error::Graph(format!("{} takes {:?} inputs, got {}", op.name(), allowed, ins.len())))
     }
 }
 
@@ -45,11 +37,7 @@ fn float(op: &'static str, d: &TensorDesc) -> Result<()> {
     if d.dtype.is_float() {
         Ok(())
     } else {
-        Err(Error::DTypeMismatch {
-            op,
-            expected: "a float dtype (f32, f16, bf16)".into(),
-            got: d.dtype,
-        })
+        Err(Error::DTypeMismatch { op, expected: "a float dtype (f32, f16, bf16)".into(), got: d.dtype })
     }
 }
 
@@ -57,11 +45,7 @@ fn same_dtype(op: &'static str, a: &TensorDesc, b: &TensorDesc) -> Result<()> {
     if a.dtype == b.dtype {
         Ok(())
     } else {
-        Err(Error::DTypeMismatch {
-            op,
-            expected: a.dtype.to_string(),
-            got: b.dtype,
-        })
+        Err(Error::DTypeMismatch { op, expected: a.dtype.to_string(), got: b.dtype })
     }
 }
 
@@ -69,49 +53,23 @@ fn axis_ok(op: &'static str, axis: usize, rank: usize) -> Result<()> {
     if axis < rank {
         Ok(())
     } else {
-        Err(Error::arg(
-            op,
-            format!("axis {axis} out of range for rank {rank}"),
-        ))
+        Err(Error::arg(op, format!("axis {axis} out of range for rank {rank}")))
     }
 }
 
 /// The result of a batched matmul of `a` and `b` (see [`Op::MatMul`]), with `(m, k, n)`.
-pub fn matmul_shape(
-    op: &'static str,
-    a: &Shape,
-    b: &Shape,
-    ta: bool,
-    tb: bool,
-) -> Result<(Shape, [usize; 3])> {
+pub fn matmul_shape(op: &'static str, a: &Shape, b: &Shape, ta: bool, tb: bool) -> Result<(Shape, [usize; 3])> {
     if a.rank() < 2 || b.rank() < 2 {
         return Err(Error::shape_hint(op, a, b, "both operands need rank >= 2"));
     }
     let (ad, bd) = (a.dims(), b.dims());
-    let (m, ka) = if ta {
-        (ad[ad.len() - 1], ad[ad.len() - 2])
-    } else {
-        (ad[ad.len() - 2], ad[ad.len() - 1])
-    };
-    let (kb, n) = if tb {
-        (bd[bd.len() - 1], bd[bd.len() - 2])
-    } else {
-        (bd[bd.len() - 2], bd[bd.len() - 1])
-    };
+    let (m, ka) = if ta { (ad[ad.len() - 1], ad[ad.len() - 2]) } else { (ad[ad.len() - 2], ad[ad.len() - 1]) };
+    let (kb, n) = if tb { (bd[bd.len() - 1], bd[bd.len() - 2]) } else { (bd[bd.len() - 2], bd[bd.len() - 1]) };
     if ka != kb {
-        return Err(Error::shape_hint(
-            op,
-            a,
-            b,
-            format!("inner dimensions differ ({ka} vs {kb})"),
-        ));
+        return Err(Error::shape_hint(op, a, b, format!("inner dimensions differ ({ka} vs {kb})")));
     }
-    let batch = Shape::broadcast(
-        op,
-        &Shape::new(&ad[..ad.len() - 2]),
-        &Shape::new(&bd[..bd.len() - 2]),
-    )
-    .map_err(|_| Error::shape_hint(op, a, b, "batch dimensions do not broadcast"))?;
+    let batch = Shape::broadcast(op, &Shape::new(&ad[..ad.len() - 2]), &Shape::new(&bd[..bd.len() - 2]))
+        .map_err(|_| Error::shape_hint(op, a, b, "batch dimensions do not broadcast"))?;
     let mut out = batch.dims().to_vec();
     out.extend([m, n]);
     Ok((Shape::new(out), [m, ka, n]))
@@ -120,34 +78,21 @@ pub fn matmul_shape(
 /// Checks `ins` against `op` and returns the output's descriptor.
 pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
     match op {
-        Op::Input { .. } | Op::Constant { .. } => Err(Error::Graph(format!(
-            "{} nodes are made with the builder's input/constant",
-            op.name()
-        ))),
-        Op::MatMul {
-            transpose_a,
-            transpose_b,
-        } => {
+        Op::Input { .. } | Op::Constant { .. } => {
+            Err(Error::Graph(format!("{} nodes are made with the builder's input/constant", op.name())))
+        }
+        Op::MatMul { transpose_a, transpose_b } => {
             arity(op, ins, &[2])?;
             float("MatMul", &ins[0])?;
             same_dtype("MatMul", &ins[0], &ins[1])?;
-            let (shape, _) = matmul_shape(
-                "MatMul",
-                &ins[0].shape,
-                &ins[1].shape,
-                *transpose_a,
-                *transpose_b,
-            )?;
+            let (shape, _) = matmul_shape("MatMul", &ins[0].shape, &ins[1].shape, *transpose_a, *transpose_b)?;
             Ok(TensorDesc::new(ins[0].dtype, shape))
         }
         Op::Binary(b) => {
             arity(op, ins, &[2])?;
             float(b.name(), &ins[0])?;
             same_dtype(b.name(), &ins[0], &ins[1])?;
-            Ok(TensorDesc::new(
-                ins[0].dtype,
-                Shape::broadcast(b.name(), &ins[0].shape, &ins[1].shape)?,
-            ))
+            Ok(TensorDesc::new(ins[0].dtype, Shape::broadcast(b.name(), &ins[0].shape, &ins[1].shape)?))
         }
         Op::Gelu(_) | Op::Silu | Op::Softmax => {
             arity(op, ins, &[1])?;
@@ -155,18 +100,11 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             Ok(ins[0].clone())
         }
         Op::LayerNorm { eps } | Op::RmsNorm { eps } => {
-            let params = if matches!(op, Op::LayerNorm { .. }) {
-                2
-            } else {
-                1
-            };
+            let params = if matches!(op, Op::LayerNorm { .. }) { 2 } else { 1 };
             arity(op, ins, &[1 + params])?;
             float(op.name(), &ins[0])?;
             if !(eps.is_finite() && *eps >= 0.0) {
-                return Err(Error::arg(
-                    op.name(),
-                    format!("eps must be finite and >= 0, got {eps}"),
-                ));
+                return Err(Error::arg(op.name(), format!("eps must be finite and >= 0, got {eps}")));
             }
             let n = ins[0].shape.last_dim();
             for p in &ins[1..] {
@@ -189,10 +127,7 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             same_dtype("Attention", q, k)?;
             same_dtype("Attention", q, v)?;
             if !scale.is_finite() {
-                return Err(Error::arg(
-                    "Attention",
-                    format!("scale must be finite, got {scale}"),
-                ));
+                return Err(Error::arg("Attention", format!("scale must be finite, got {scale}")));
             }
             for t in [q, k, v] {
                 if t.shape.rank() != 4 {
@@ -206,12 +141,7 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             }
             let (qd, kd, vd) = (q.shape.dims(), k.shape.dims(), v.shape.dims());
             if qd[0] != kd[0] || kd[0] != vd[0] {
-                return Err(Error::shape_hint(
-                    "Attention",
-                    &q.shape,
-                    &k.shape,
-                    "batch sizes differ",
-                ));
+                return Err(Error::shape_hint("Attention", &q.shape, &k.shape, "batch sizes differ"));
             }
             if kd[1] != vd[1] || kd[2] != vd[2] {
                 return Err(Error::shape_hint(
@@ -222,12 +152,7 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
                 ));
             }
             if qd[3] != kd[3] {
-                return Err(Error::shape_hint(
-                    "Attention",
-                    &q.shape,
-                    &k.shape,
-                    "q and k head_dim differ",
-                ));
+                return Err(Error::shape_hint("Attention", &q.shape, &k.shape, "q and k head_dim differ"));
             }
             if kd[1] == 0 || qd[1] % kd[1] != 0 {
                 return Err(Error::shape_hint(
@@ -241,12 +166,7 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
                 same_dtype("Attention", q, m)?;
                 let full = Shape::new([qd[0], qd[1], qd[2], kd[2]]);
                 let b = Shape::broadcast("Attention", &m.shape, &full).map_err(|_| {
-                    Error::shape_hint(
-                        "Attention",
-                        &m.shape,
-                        &full,
-                        "mask must broadcast to [b, hq, sq, skv]",
-                    )
+                    Error::shape_hint("Attention", &m.shape, &full, "mask must broadcast to [b, hq, sq, skv]")
                 })?;
                 if b != full || m.shape.rank() > 4 {
                     return Err(Error::shape_hint(
@@ -263,12 +183,7 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             arity(op, ins, &[2])?;
             let (table, ids) = (&ins[0], &ins[1]);
             if table.shape.rank() != 2 {
-                return Err(Error::shape_hint(
-                    "Embedding",
-                    &table.shape,
-                    &ids.shape,
-                    "table must be [vocab, dim]",
-                ));
+                return Err(Error::shape_hint("Embedding", &table.shape, &ids.shape, "table must be [vocab, dim]"));
             }
             if !matches!(ids.dtype, DType::U32 | DType::I64) {
                 return Err(Error::DTypeMismatch {
@@ -284,12 +199,7 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
         Op::Reshape { shape } => {
             arity(op, ins, &[1])?;
             if shape.numel() != ins[0].shape.numel() {
-                return Err(Error::shape_hint(
-                    "Reshape",
-                    &ins[0].shape,
-                    shape,
-                    "element counts differ",
-                ));
+                return Err(Error::shape_hint("Reshape", &ins[0].shape, shape, "element counts differ"));
             }
             Ok(TensorDesc::new(ins[0].dtype, shape.clone()))
         }
@@ -297,31 +207,18 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             arity(op, ins, &[1])?;
             let r = ins[0].shape.rank();
             let mut seen = vec![false; r];
-            if perm.len() != r
-                || perm
-                    .iter()
-                    .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
-            {
-                return Err(Error::arg(
-                    "Transpose",
-                    format!("{perm:?} is not a permutation of 0..{r}"),
-                ));
+            if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
+                return Err(Error::arg("Transpose", format!("{perm:?} is not a permutation of 0..{r}")));
             }
             let d = ins[0].shape.dims();
-            Ok(TensorDesc::new(
-                ins[0].dtype,
-                perm.iter().map(|&p| d[p]).collect::<Vec<_>>(),
-            ))
+            Ok(TensorDesc::new(ins[0].dtype, perm.iter().map(|&p| d[p]).collect::<Vec<_>>()))
         }
         Op::Slice { axis, start, end } => {
             arity(op, ins, &[1])?;
             axis_ok("Slice", *axis, ins[0].shape.rank())?;
             let len = ins[0].shape.dims()[*axis];
             if start > end || *end > len {
-                return Err(Error::arg(
-                    "Slice",
-                    format!("range {start}..{end} invalid for axis {axis} of size {len}"),
-                ));
+                return Err(Error::arg("Slice", format!("range {start}..{end} invalid for axis {axis} of size {len}")));
             }
             let mut d = ins[0].shape.dims().to_vec();
             d[*axis] = end - start;
@@ -372,10 +269,7 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
         Op::Cast { to } => {
             arity(op, ins, &[1])?;
             if ins[0].dtype.is_float() != to.is_float() {
-                return Err(Error::arg(
-                    "Cast",
-                    format!("cannot cast {} to {to}", ins[0].dtype),
-                ));
+                return Err(Error::arg("Cast", format!("cannot cast {} to {to}", ins[0].dtype)));
             }
             Ok(TensorDesc::new(*to, ins[0].shape.clone()))
         }
@@ -386,22 +280,11 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             same_dtype(op.name(), x, w)?;
             same_dtype(op.name(), x, b)?;
             if w.shape.rank() != 2 {
-                return Err(Error::shape_hint(
-                    op.name(),
-                    &x.shape,
-                    &w.shape,
-                    "weight must be 2-D",
-                ));
+                return Err(Error::shape_hint(op.name(), &x.shape, &w.shape, "weight must be 2-D"));
             }
-            let (shape, [_, _, n]) =
-                matmul_shape(op.name(), &x.shape, &w.shape, false, *transpose_b)?;
+            let (shape, [_, _, n]) = matmul_shape(op.name(), &x.shape, &w.shape, false, *transpose_b)?;
             if b.shape.dims() != [n] {
-                return Err(Error::shape_hint(
-                    op.name(),
-                    &shape,
-                    &b.shape,
-                    format!("bias must be [{n}]"),
-                ));
+                return Err(Error::shape_hint(op.name(), &shape, &b.shape, format!("bias must be [{n}]")));
             }
             Ok(TensorDesc::new(x.dtype, shape))
         }

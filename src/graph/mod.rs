@@ -101,11 +101,7 @@ impl Graph {
         let mut s = String::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let ins: Vec<String> = n.inputs.iter().map(|x| format!("%{}", x.0)).collect();
-            let mark = if self.outputs.contains(&NodeId(i)) {
-                " (output)"
-            } else {
-                ""
-            };
+            let mark = if self.outputs.contains(&NodeId(i)) { " (output)" } else { "" };
             s.push_str(&format!(
                 "%{i} = {}({}) -> {} {}{mark}\n",
                 n.op.name(),

@@ -20,9 +20,7 @@ struct Fusion {
 pub fn fuse_linear(graph: &Graph) -> Graph {
     let nodes = graph.nodes();
     let consumers = graph.consumer_counts();
-    let is_output: Vec<bool> = (0..nodes.len())
-        .map(|i| graph.outputs().contains(&NodeId(i)))
-        .collect();
+    let is_output: Vec<bool> = (0..nodes.len()).map(|i| graph.outputs().contains(&NodeId(i))).collect();
     let private = |id: NodeId| consumers[id.0] == 1 && !is_output[id.0];
 
     // For an Add node, the (matmul, x, w, bias, transpose_b) it can absorb.
@@ -30,26 +28,15 @@ pub fn fuse_linear(graph: &Graph) -> Graph {
         if !matches!(add.op, Op::Binary(BinaryOp::Add)) {
             return None;
         }
-        for (mm, bias) in [
-            (add.inputs[0], add.inputs[1]),
-            (add.inputs[1], add.inputs[0]),
-        ] {
+        for (mm, bias) in [(add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])] {
             let m = &nodes[mm.0];
-            let Op::MatMul {
-                transpose_a: false,
-                transpose_b,
-            } = m.op
-            else {
+            let Op::MatMul { transpose_a: false, transpose_b } = m.op else {
                 continue;
             };
             let w = &nodes[m.inputs[1].0];
             let b = &nodes[bias.0];
             let n = m.out.shape.last_dim();
-            if private(mm)
-                && w.out.shape.rank() == 2
-                && b.out.shape.dims() == [n]
-                && add.out == m.out
-            {
+            if private(mm) && w.out.shape.rank() == 2 && b.out.shape.dims() == [n] && add.out == m.out {
                 return Some((mm, [m.inputs[0], m.inputs[1], bias], transpose_b));
             }
         }
@@ -68,10 +55,7 @@ pub fn fuse_linear(graph: &Graph) -> Graph {
         if let Some((mm, inputs, transpose_b)) = linear_of(&nodes[add_id.0]) {
             absorbed[mm.0] = true;
             absorbed[add_id.0] = true;
-            fused[i] = Some(Fusion {
-                op: Op::FusedLinearAddGelu { transpose_b, gelu },
-                inputs,
-            });
+            fused[i] = Some(Fusion { op: Op::FusedLinearAddGelu { transpose_b, gelu }, inputs });
         }
     }
     for (i, node) in nodes.iter().enumerate() {
@@ -81,10 +65,7 @@ pub fn fuse_linear(graph: &Graph) -> Graph {
         if let Some((mm, inputs, transpose_b)) = linear_of(node) {
             if !absorbed[mm.0] {
                 absorbed[mm.0] = true;
-                fused[i] = Some(Fusion {
-                    op: Op::FusedLinearAdd { transpose_b },
-                    inputs,
-                });
+                fused[i] = Some(Fusion { op: Op::FusedLinearAdd { transpose_b }, inputs });
             }
         }
     }
@@ -112,26 +93,18 @@ pub fn eliminate_dead_nodes(graph: &Graph) -> Graph {
 }
 
 /// Copies the nodes that `keep` accepts, replacing some by `replace`, and renumbers every reference.
-fn rebuild(
-    graph: &Graph,
-    keep: impl Fn(usize) -> bool,
-    mut replace: impl FnMut(usize) -> Option<Fusion>,
-) -> Graph {
+fn rebuild(graph: &Graph, keep: impl Fn(usize) -> bool, mut replace: impl FnMut(usize) -> Option<Fusion>) -> Graph {
     let mut map: Vec<Option<NodeId>> = vec![None; graph.len()];
     let mut out_nodes = Vec::with_capacity(graph.len());
-    let remap = |map: &[Option<NodeId>], id: NodeId| {
-        map[id.0].expect("pass kept a node whose input it removed")
-    };
+    let remap = |map: &[Option<NodeId>], id: NodeId| map[id.0].expect("pass kept a node whose input it removed");
     for (i, node) in graph.nodes().iter().enumerate() {
         if !keep(i) {
             continue;
         }
         let new = match replace(i) {
-            Some(f) => Node {
-                op: f.op,
-                inputs: f.inputs.iter().map(|&x| remap(&map, x)).collect(),
-                out: node.out.clone(),
-            },
+            Some(f) => {
+                Node { op: f.op, inputs: f.inputs.iter().map(|&x| remap(&map, x)).collect(), out: node.out.clone() }
+            }
             None => Node {
                 op: node.op.clone(),
                 inputs: node.inputs.iter().map(|&x| remap(&map, x)).collect(),

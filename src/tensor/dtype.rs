@@ -70,9 +70,7 @@ impl std::fmt::Display for DType {
 }
 
 /// A Rust type that can be the element of a tensor.
-pub trait Element:
-    bytemuck::Pod + Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static
-{
+pub trait Element: bytemuck::Pod + Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static {
     /// The matching dtype.
     const DTYPE: DType;
     /// Widens to f32 (integers are converted by value).

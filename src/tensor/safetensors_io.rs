@@ -18,10 +18,7 @@ impl SafeTensors {
     /// The tensor called `name`; `Err` naming the file's closest content when it is missing.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
         self.tensors.get(name).ok_or_else(|| {
-            Error::Graph(format!(
-                "tensor '{name}' not found in the weights ({} tensors present)",
-                self.tensors.len()
-            ))
+            Error::Graph(format!("tensor '{name}' not found in the weights ({} tensors present)", self.tensors.len()))
         })
     }
 
@@ -86,8 +83,7 @@ pub fn load_safetensors(path: impl AsRef<Path>) -> Result<SafeTensors> {
     // as with every mmap-based model loader.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
     let map = Arc::new(map);
-    let st = safetensors::SafeTensors::deserialize(&map[..])
-        .map_err(|e| Error::bad_file(path, format!("{e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&map[..]).map_err(|e| Error::bad_file(path, format!("{e}")))?;
     let base = map.as_ptr() as usize;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -111,15 +107,10 @@ pub fn save_safetensors<'a>(
     let views: Vec<(String, safetensors::tensor::TensorView<'a>)> = tensors
         .into_iter()
         .map(|(name, t)| {
-            safetensors::tensor::TensorView::new(
-                dtype_to_st(t.dtype()),
-                t.shape().dims().to_vec(),
-                t.as_bytes(),
-            )
-            .map(|v| (name.to_string(), v))
-            .map_err(|e| Error::arg("save_safetensors", format!("tensor '{name}': {e}")))
+            safetensors::tensor::TensorView::new(dtype_to_st(t.dtype()), t.shape().dims().to_vec(), t.as_bytes())
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| Error::arg("save_safetensors", format!("tensor '{name}': {e}")))
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, None, path)
-        .map_err(|e| Error::bad_file(path, format!("write failed: {e}")))
+    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::bad_file(path, format!("write failed: {e}")))
 }

@@ -79,15 +79,7 @@ impl Shape {
     pub fn broadcast_strides(&self, to: &Shape) -> Vec<usize> {
         let own = self.strides();
         let off = to.rank() - self.rank();
-        (0..to.rank())
-            .map(|i| {
-                if i < off || self.0[i - off] == 1 {
-                    0
-                } else {
-                    own[i - off]
-                }
-            })
-            .collect()
+        (0..to.rank()).map(|i| if i < off || self.0[i - off] == 1 { 0 } else { own[i - off] }).collect()
     }
 }
 

@@ -101,10 +101,7 @@ impl HostVec {
         if bytes.len() % dtype.size() != 0 {
             return Err(Error::arg(
                 "HostVec::from_bytes",
-                format!(
-                    "{} bytes is not a whole number of {dtype} elements",
-                    bytes.len()
-                ),
+                format!("{} bytes is not a whole number of {dtype} elements", bytes.len()),
             ));
         }
         let mut hv = HostVec::zeros(dtype, bytes.len() / dtype.size());
@@ -146,20 +143,12 @@ impl Tensor {
         if data.len() != shape.numel() {
             return Err(Error::arg(
                 "Tensor::from_vec",
-                format!(
-                    "{} elements given for shape {shape} ({} elements)",
-                    data.len(),
-                    shape.numel()
-                ),
+                format!("{} elements given for shape {shape} ({} elements)", data.len(), shape.numel()),
             ));
         }
         let bytes: Vec<T> = data;
         let hv = host_vec_from_typed(bytes);
-        Ok(Tensor {
-            dtype: T::DTYPE,
-            shape,
-            storage: Arc::new(Storage::Host(hv)),
-        })
+        Ok(Tensor { dtype: T::DTYPE, shape, storage: Arc::new(Storage::Host(hv)) })
     }
 
     /// A tensor from a typed host vector; `Err` if the element count does not match the shape.
@@ -168,28 +157,16 @@ impl Tensor {
         if data.len() != shape.numel() {
             return Err(Error::arg(
                 "Tensor::from_host_vec",
-                format!(
-                    "{} elements given for shape {shape} ({} elements)",
-                    data.len(),
-                    shape.numel()
-                ),
+                format!("{} elements given for shape {shape} ({} elements)", data.len(), shape.numel()),
             ));
         }
-        Ok(Tensor {
-            dtype: data.dtype(),
-            shape,
-            storage: Arc::new(Storage::Host(data)),
-        })
+        Ok(Tensor { dtype: data.dtype(), shape, storage: Arc::new(Storage::Host(data)) })
     }
 
     /// A zero-filled tensor.
     pub fn zeros(dtype: DType, shape: impl Into<Shape>) -> Tensor {
         let shape = shape.into();
-        Tensor {
-            dtype,
-            storage: Arc::new(Storage::Host(HostVec::zeros(dtype, shape.numel()))),
-            shape,
-        }
+        Tensor { dtype, storage: Arc::new(Storage::Host(HostVec::zeros(dtype, shape.numel()))), shape }
     }
 
     /// A view of `len` bytes at `start` of a mapped file. Copies instead when the range is not aligned for
@@ -207,10 +184,7 @@ impl Tensor {
         if len != shape.numel() * dtype.size() {
             return Err(Error::arg(
                 "Tensor::from_mapped",
-                format!(
-                    "{len} bytes for shape {shape} of {dtype} (needs {})",
-                    shape.numel() * dtype.size()
-                ),
+                format!("{len} bytes for shape {shape} of {dtype} (needs {})", shape.numel() * dtype.size()),
             ));
         }
         let storage = if (bytes.as_ptr() as usize) % dtype.size() == 0 {
@@ -218,11 +192,7 @@ impl Tensor {
         } else {
             Storage::Host(HostVec::from_bytes(dtype, bytes)?)
         };
-        Ok(Tensor {
-            dtype,
-            shape,
-            storage: Arc::new(storage),
-        })
+        Ok(Tensor { dtype, shape, storage: Arc::new(storage) })
     }
 
     /// The element type.
@@ -269,26 +239,11 @@ impl Tensor {
     /// All elements converted to f32 (a copy).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match self.dtype {
-            DType::F32 => self
-                .as_slice::<f32>()
-                .map(|s| s.to_vec())
-                .unwrap_or_default(),
-            DType::F16 => self
-                .as_slice::<f16>()
-                .map(|s| s.iter().map(|x| x.to_f32()).collect())
-                .unwrap_or_default(),
-            DType::BF16 => self
-                .as_slice::<bf16>()
-                .map(|s| s.iter().map(|x| x.to_f32()).collect())
-                .unwrap_or_default(),
-            DType::I64 => self
-                .as_slice::<i64>()
-                .map(|s| s.iter().map(|&x| x as f32).collect())
-                .unwrap_or_default(),
-            DType::U32 => self
-                .as_slice::<u32>()
-                .map(|s| s.iter().map(|&x| x as f32).collect())
-                .unwrap_or_default(),
+            DType::F32 => self.as_slice::<f32>().map(|s| s.to_vec()).unwrap_or_default(),
+            DType::F16 => self.as_slice::<f16>().map(|s| s.iter().map(|x| x.to_f32()).collect()).unwrap_or_default(),
+            DType::BF16 => self.as_slice::<bf16>().map(|s| s.iter().map(|x| x.to_f32()).collect()).unwrap_or_default(),
+            DType::I64 => self.as_slice::<i64>().map(|s| s.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
+            DType::U32 => self.as_slice::<u32>().map(|s| s.iter().map(|&x| x as f32).collect()).unwrap_or_default(),
         }
     }
 
@@ -312,15 +267,11 @@ impl Tensor {
                 self.as_slice::<i64>()?
                     .iter()
                     .map(|&x| {
-                        u32::try_from(x).map_err(|_| {
-                            Error::arg("Tensor::to_dtype", format!("id {x} does not fit u32"))
-                        })
+                        u32::try_from(x).map_err(|_| Error::arg("Tensor::to_dtype", format!("id {x} does not fit u32")))
                     })
                     .collect::<Result<_>>()?,
             ),
-            (DType::U32, DType::I64) => {
-                HostVec::I64(self.as_slice::<u32>()?.iter().map(|&x| x as i64).collect())
-            }
+            (DType::U32, DType::I64) => HostVec::I64(self.as_slice::<u32>()?.iter().map(|&x| x as i64).collect()),
             (_, to) if to.is_float() => {
                 let v = self.to_f32_vec();
                 match to {
@@ -329,12 +280,7 @@ impl Tensor {
                     _ => HostVec::BF16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
                 }
             }
-            (from, to) => {
-                return Err(Error::arg(
-                    "Tensor::to_dtype",
-                    format!("cannot convert {from} to {to}"),
-                ))
-            }
+            (from, to) => return Err(Error::arg("Tensor::to_dtype", format!("cannot convert {from} to {to}"))),
         };
         Tensor::from_host_vec(hv, self.shape.clone())
     }
@@ -343,18 +289,9 @@ impl Tensor {
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         if shape.numel() != self.numel() {
-            return Err(Error::shape_hint(
-                "Tensor::reshape",
-                &self.shape,
-                &shape,
-                "element counts differ",
-            ));
+            return Err(Error::shape_hint("Tensor::reshape", &self.shape, &shape, "element counts differ"));
         }
-        Ok(Tensor {
-            dtype: self.dtype,
-            shape,
-            storage: self.storage.clone(),
-        })
+        Ok(Tensor { dtype: self.dtype, shape, storage: self.storage.clone() })
     }
 }
 

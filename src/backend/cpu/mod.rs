@@ -34,10 +34,7 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, desc: &TensorDesc) -> Result<CpuBuffer> {
-        Ok(CpuBuffer::Owned(HostVec::zeros(
-            desc.dtype,
-            desc.shape.numel(),
-        )))
+        Ok(CpuBuffer::Owned(HostVec::zeros(desc.dtype, desc.shape.numel())))
     }
 
     fn upload(&self, tensor: &Tensor) -> Result<CpuBuffer> {
@@ -45,29 +42,15 @@ impl Backend for CpuBackend {
     }
 
     fn download(&self, _buf: &CpuBuffer, _desc: &TensorDesc) -> Result<Tensor> {
-        Err(Error::Unsupported {
-            backend: "cpu",
-            what: "download (not yet written)".into(),
-        })
+        Err(Error::Unsupported { backend: "cpu", what: "download (not yet written)".into() })
     }
 
     fn poison(&self, _buf: &mut CpuBuffer, _desc: &TensorDesc) -> Result<()> {
-        Err(Error::Unsupported {
-            backend: "cpu",
-            what: "poison (not yet written)".into(),
-        })
+        Err(Error::Unsupported { backend: "cpu", what: "poison (not yet written)".into() })
     }
 
-    fn execute(
-        &self,
-        call: &OpCall<'_>,
-        _inputs: &[&CpuBuffer],
-        _out: &mut CpuBuffer,
-    ) -> Result<()> {
-        Err(Error::Unsupported {
-            backend: "cpu",
-            what: call.op.name().to_string(),
-        })
+    fn execute(&self, call: &OpCall<'_>, _inputs: &[&CpuBuffer], _out: &mut CpuBuffer) -> Result<()> {
+        Err(Error::Unsupported { backend: "cpu", what: call.op.name().to_string() })
     }
 
     fn synchronize(&self) -> Result<()> {
