@@ -1,7 +1,7 @@
-fn main() {
-    std::process::exit(mlx_native_cli_main());
-}
+//! The `mlx-native` command-line tool.
 
-fn mlx_native_cli_main() -> i32 {
-    0
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
 }

@@ -1,1 +1,12 @@
-pub fn placeholder() {}
+//! The op benchmark suite behind `mlx-native bench`: the same cases on every device, timed through the backend
+//! contract, with a reference row (copy bandwidth, direct `gemm`) measured in the same run.
+
+mod cases;
+mod reference;
+mod report;
+mod timing;
+
+pub use cases::{suite, BenchCase, Mode};
+pub use reference::gemm_direct;
+pub use report::{print_table, speedups, BenchRow};
+pub use timing::{time_case, Budget};

@@ -1,0 +1,46 @@
+//! `mlx-native info`.
+
+use mlx_native::Result;
+
+/// Prints version, CPU and GPU facts.
+pub fn run() -> Result<()> {
+    println!("mlx-native {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "CPU: {} logical cores ({} physical), {} threads in the pool, SIMD: {}",
+        num_cpus::get(),
+        num_cpus::get_physical(),
+        rayon::current_num_threads(),
+        simd_level()
+    );
+    for line in super::gpu::gpu_lines() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn simd_level() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut f = vec![];
+        for (name, on) in [
+            ("sse4.2", is_x86_feature_detected!("sse4.2")),
+            ("avx", is_x86_feature_detected!("avx")),
+            ("avx2", is_x86_feature_detected!("avx2")),
+            ("fma", is_x86_feature_detected!("fma")),
+            ("avx512f", is_x86_feature_detected!("avx512f")),
+        ] {
+            if on {
+                f.push(name);
+            }
+        }
+        f.join(" ")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "neon".to_string()
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar".to_string()
+    }
+}

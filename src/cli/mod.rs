@@ -1,0 +1,60 @@
+//! Command-line interface: argument parsing and dispatch to the subcommands.
+
+mod bench;
+mod gpu;
+mod info;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// mlx-native: run transformer models on the CPU and the GPU.
+#[derive(Parser, Debug)]
+#[command(name = "mlx-native", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which devices a command uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU only.
+    Cpu,
+    /// The CUDA GPU only (an error when none is available).
+    Cuda,
+    /// Every device available (the CPU always; the GPU when present).
+    All,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the version, the CPU and the GPU devices found (or why none is available).
+    Info,
+    /// Run the op benchmark suite and print a table.
+    Bench {
+        /// Devices to benchmark.
+        #[arg(long, value_enum, default_value_t = DeviceArg::All)]
+        device: DeviceArg,
+        /// Small sizes and short timing (under a minute on a laptop CPU).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the rows as a JSON array to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+    },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => info::run(),
+        Command::Bench { device, quick, json } => bench::run(device, quick, json.as_deref()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
