@@ -43,6 +43,12 @@ impl BenchCase {
         BenchCase { name, op, shape, dtype, inputs, output, flops: None, bytes: Some(moved) }
     }
 
+    /// A case for any op from its input descriptors (the output is inferred).
+    pub fn for_op(op: Op, inputs: Vec<TensorDesc>) -> BenchCase {
+        let shape = inputs[0].shape.dims().to_vec();
+        BenchCase::new(op.name(), op, shape, inputs)
+    }
+
     fn compute(mut self, flops: f64) -> BenchCase {
         self.flops = Some(flops);
         self.bytes = None;
@@ -51,7 +57,11 @@ impl BenchCase {
 
     /// Random inputs for the case (never zeros), seeded so every device sees the same data.
     pub fn make_inputs(&self) -> Vec<Tensor> {
-        self.inputs.iter().enumerate().map(|(i, d)| random::uniform(d.dtype, d.shape.clone(), 1.0, 7 + i as u64)).collect()
+        self.inputs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| random::uniform(d.dtype, d.shape.clone(), 1.0, 7 + i as u64))
+            .collect()
     }
 }
 

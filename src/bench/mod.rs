@@ -6,7 +6,7 @@ mod reference;
 mod report;
 mod timing;
 
-pub use cases::{suite, BenchCase, Mode};
+pub use cases::{copy as suite_copy, suite, BenchCase, Mode};
 pub use reference::gemm_direct;
 pub use report::{print_table, speedups, BenchRow};
 pub use timing::{time_case, Budget};

@@ -57,7 +57,12 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
 }
 
 /// Times every case on one backend.
-pub fn run_device<B: Backend>(backend: &B, cases: &[BenchCase], budget: Budget, bar: &ProgressBar) -> Result<Vec<BenchRow>> {
+pub fn run_device<B: Backend>(
+    backend: &B,
+    cases: &[BenchCase],
+    budget: Budget,
+    bar: &ProgressBar,
+) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::with_capacity(cases.len());
     for c in cases {
         bar.set_message(format!("{} {} {:?} {}", backend.name(), c.name, c.shape, c.dtype));
@@ -95,7 +100,11 @@ fn print_checks(rows: &[BenchRow]) {
         if dev == "cpu" {
             for n in [1024, 2048] {
                 if let (Some(e), Some(g)) = (find("MatMul", &[n, n, n]), find("GemmDirect", &[n, n, n])) {
-                    println!("  MatMul f32 {n}^3: engine {:.1} GFLOP/s = {:.2}x gemm direct", e.gflops.unwrap_or(0.0), g.median_us / e.median_us);
+                    println!(
+                        "  MatMul f32 {n}^3: engine {:.1} GFLOP/s = {:.2}x gemm direct",
+                        e.gflops.unwrap_or(0.0),
+                        g.median_us / e.median_us
+                    );
                 }
             }
         }

@@ -1,9 +1,15 @@
 //! The executor: optimises a graph, places it on a device, plans its memory and runs it.
 
+mod calibrate;
 mod memory_plan;
+mod placement;
 mod runner;
 
+pub use calibrate::{cached as cached_rates, measure_device, measure_link};
 pub use memory_plan::{MemoryPlan, Slot};
+pub use placement::{
+    compute_us, graph_us, node_work, place, Device, DeviceRates, LinkRates, MachineRates, PlacementPolicy,
+};
 pub use runner::DeviceRunner;
 
 use crate::backend::cpu::CpuBackend;
