@@ -32,6 +32,11 @@ pub trait Backend: Send + Sync {
     /// Short name ("cpu", "cuda").
     fn name(&self) -> &'static str;
 
+    /// The device's own name, used to key cached calibration ("cpu", "NVIDIA H100 80GB HBM3", ...).
+    fn device_name(&self) -> String {
+        self.name().to_string()
+    }
+
     /// A buffer able to hold `desc` (contents unspecified).
     fn alloc(&self, desc: &TensorDesc) -> Result<Self::Buffer>;
 

@@ -5,8 +5,10 @@ mod cases;
 mod reference;
 mod report;
 mod timing;
+mod transformer;
 
 pub use cases::{copy as suite_copy, suite, BenchCase, Mode};
 pub use reference::gemm_direct;
 pub use report::{print_table, speedups, BenchRow};
 pub use timing::{time_case, Budget};
+pub use transformer::transformer_block;

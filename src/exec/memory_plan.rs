@@ -1,6 +1,7 @@
-//! Static memory plan: which intermediates share a buffer, from each value's first and last use.
+//! Static memory plan: which intermediates share a buffer, from each value's first and last use on each device.
 //! The one place memory-reuse decisions are made.
 
+use super::placement::Device;
 use crate::graph::{Graph, NodeId, Op, TensorDesc};
 use crate::tensor::{DType, Shape};
 
@@ -24,46 +25,63 @@ impl Slot {
     }
 }
 
-/// Buffer assignment for one graph. Graph inputs, constants and outputs have no slot: inputs and constants live
-/// in their own buffers and outputs are handed to the caller.
+/// Buffer assignment for the part of a graph that runs on one device. Values produced there get a slot unless
+/// they are graph inputs, constants or outputs (inputs and constants live in their own buffers, outputs are
+/// handed to the caller). Values produced on the other device and read here arrive as copies, which die after
+/// their last reader here.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryPlan {
     /// The slot of each node's value, if it has one.
     pub slot_of: Vec<Option<usize>>,
     /// All slots.
     pub slots: Vec<Slot>,
-    /// For each node, the values whose life ends once it has run: its inputs read for the last time, and itself
-    /// when nothing reads it (each listed once).
+    /// For each node, the values on this device whose life ends once it has run (each listed once): values read
+    /// for the last time by it, and the node itself when nothing on this device reads it.
     pub dying_after: Vec<Vec<NodeId>>,
 }
 
 impl MemoryPlan {
-    /// Plans `graph`: walks nodes in order, gives each intermediate the smallest free slot of its dtype that holds
-    /// it without wasting half or more, else grows the largest free slot, else opens a new one; a value's slot is
-    /// freed after its last reader runs.
+    /// Plans a graph that runs entirely on one device.
     pub fn new(graph: &Graph) -> MemoryPlan {
+        MemoryPlan::for_device(graph, &vec![Device::Cpu; graph.len()], Device::Cpu)
+    }
+
+    /// Plans the nodes of `graph` placed on `dev`: walks nodes in order, gives each intermediate the smallest free
+    /// slot of its dtype that holds it without wasting half or more, else grows the largest smaller free slot, else
+    /// opens a new one; a value's slot is freed after its last reader on this device runs.
+    pub fn for_device(graph: &Graph, placement: &[Device], dev: Device) -> MemoryPlan {
         let nodes = graph.nodes();
-        let last = graph.last_uses();
+        let home = |i: usize| if matches!(nodes[i].op, Op::Input { .. }) { Device::Cpu } else { placement[i] };
+        let mut last_here: Vec<Option<usize>> = vec![None; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            if placement[i] == dev && !n.op.is_leaf() {
+                for inp in &n.inputs {
+                    last_here[inp.0] = Some(i);
+                }
+            }
+        }
         let is_output: Vec<bool> = (0..nodes.len()).map(|i| graph.outputs().contains(&NodeId(i))).collect();
         let mut plan =
             MemoryPlan { slot_of: vec![None; nodes.len()], slots: vec![], dying_after: vec![vec![]; nodes.len()] };
         let mut free: Vec<usize> = vec![];
         for (i, node) in nodes.iter().enumerate() {
-            let mut ins = node.inputs.clone();
-            ins.sort();
-            ins.dedup();
-            for inp in ins {
-                if last[inp.0] == Some(i) && !is_output[inp.0] {
-                    plan.dying_after[i].push(inp);
+            if placement[i] == dev && !node.op.is_leaf() {
+                let mut ins = node.inputs.clone();
+                ins.sort();
+                ins.dedup();
+                for inp in ins {
+                    let keep = is_output[inp.0] && home(inp.0) == dev;
+                    if last_here[inp.0] == Some(i) && !keep {
+                        plan.dying_after[i].push(inp);
+                    }
                 }
             }
-            let needs_slot = !node.op.is_leaf() && !is_output[i] && !matches!(node.op, Op::Input { .. });
-            if needs_slot {
+            if home(i) == dev && !node.op.is_leaf() && !is_output[i] {
                 let s = plan.pick_slot(&mut free, node.out.dtype, node.out.shape.numel());
                 plan.slot_of[i] = Some(s);
             }
-            if last[i].is_none() && !is_output[i] && !node.op.is_leaf() {
-                // Nobody reads it: its buffer is free again right away.
+            if home(i) == dev && last_here[i].is_none() && !is_output[i] && !matches!(node.op, Op::Constant { .. }) {
+                // Nothing here reads it (it may be copied to the other device first): free right after it is made.
                 plan.dying_after[i].push(NodeId(i));
             }
             for d in &plan.dying_after[i] {

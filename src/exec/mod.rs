@@ -1,76 +1,127 @@
-//! The executor: optimises a graph, places it on a device, plans its memory and runs it.
+//! The executor: optimises a graph, places each node on a device, plans memory and runs it.
 
 mod calibrate;
 mod memory_plan;
+mod no_gpu;
 mod placement;
 mod runner;
 
 pub use calibrate::{cached as cached_rates, measure_device, measure_link};
 pub use memory_plan::{MemoryPlan, Slot};
+pub use no_gpu::NoGpu;
 pub use placement::{
     compute_us, graph_us, node_work, place, Device, DeviceRates, LinkRates, MachineRates, PlacementPolicy,
 };
-pub use runner::DeviceRunner;
+pub use runner::Runner;
+
+use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
-use crate::error::Result;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
 use crate::graph::{optimize, Graph};
 use crate::tensor::Tensor;
 
-/// Where the executor may run nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum DevicePolicy {
-    /// Use the GPU when one is available, else the CPU.
-    #[default]
-    Auto,
-    /// Everything on the CPU.
-    ForceCpu,
-    /// Everything on the GPU; `Err` when there is none.
-    ForceGpu,
-}
+/// The GPU backend of this build.
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+pub type GpuBackend = crate::backend::cuda::CudaBackend;
+/// The GPU backend of this build: none (built without the `cuda` feature).
+#[cfg(not(all(feature = "cuda", target_os = "linux")))]
+pub type GpuBackend = NoGpu;
+
+/// Former name of [`PlacementPolicy`].
+pub type DevicePolicy = PlacementPolicy;
 
 /// Executor settings.
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
-    /// Device selection.
-    pub policy: DevicePolicy,
+    /// How nodes are placed on devices.
+    pub policy: PlacementPolicy,
     /// Run the fusion and dead-node passes before planning.
     pub optimize: bool,
+    /// Device rates for the cost model; `None` measures them once (cached on disk).
+    pub rates: Option<MachineRates>,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { policy: DevicePolicy::Auto, optimize: true }
+        ExecOptions { policy: PlacementPolicy::Auto, optimize: true, rates: None }
     }
 }
 
-/// Runs graphs. Holds the devices; cheap to share between threads.
-#[derive(Debug, Clone)]
-pub struct Executor {
+impl Default for PlacementPolicy {
+    fn default() -> Self {
+        PlacementPolicy::Auto
+    }
+}
+
+/// Runs graphs on the CPU and, when there is one, the GPU. `Send + Sync`: share it between threads.
+pub struct Executor<G: Backend = GpuBackend> {
     options: ExecOptions,
     cpu: CpuBackend,
+    gpu: Option<Arc<G>>,
+    gpu_unavailable: Option<String>,
+    rates: std::sync::OnceLock<MachineRates>,
 }
 
-/// A graph compiled for one executor: optimised, placed and planned. Run it many times.
-pub struct CompiledGraph {
-    runner: DeviceRunner<CpuBackend>,
+/// A graph compiled by an executor: optimised, placed and planned. Run it many times, from any thread.
+pub struct CompiledGraph<G: Backend = GpuBackend> {
+    runner: Runner<G>,
     cpu: CpuBackend,
+    gpu: Option<Arc<G>>,
 }
 
-impl Executor {
-    /// An executor with the given options.
+impl Executor<GpuBackend> {
+    /// An executor with the given options. Opens the GPU unless the policy is `ForceCpu`; with no GPU everything
+    /// runs on the CPU, except under `ForceGpu`, which is then an `Err` saying why there is no GPU.
     pub fn new(options: ExecOptions) -> Result<Executor> {
-        if options.policy == DevicePolicy::ForceGpu {
-            return Err(crate::error::Error::GpuUnavailable(
-                "this build's executor runs graphs on the CPU only (GPU placement is not finished)".into(),
-            ));
+        let (gpu, why) = if options.policy == PlacementPolicy::ForceCpu {
+            (None, Some("the policy is ForceCpu".to_string()))
+        } else {
+            match open_gpu() {
+                Ok(g) => (Some(Arc::new(g)), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        };
+        if options.policy == PlacementPolicy::ForceGpu && gpu.is_none() {
+            return Err(Error::GpuUnavailable(why.unwrap_or_default()));
         }
-        Ok(Executor { options, cpu: CpuBackend::new() })
+        Ok(Executor { options, cpu: CpuBackend::new(), gpu, gpu_unavailable: why, rates: Default::default() })
     }
 
     /// An executor that runs everything on the CPU.
     pub fn cpu() -> Executor {
-        Executor { options: ExecOptions { policy: DevicePolicy::ForceCpu, optimize: true }, cpu: CpuBackend::new() }
+        let options = ExecOptions { policy: PlacementPolicy::ForceCpu, ..Default::default() };
+        Executor {
+            options,
+            cpu: CpuBackend::new(),
+            gpu: None,
+            gpu_unavailable: Some("the policy is ForceCpu".into()),
+            rates: Default::default(),
+        }
+    }
+}
+
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+fn open_gpu() -> Result<GpuBackend> {
+    crate::backend::cuda::CudaBackend::new(0)
+}
+
+#[cfg(not(all(feature = "cuda", target_os = "linux")))]
+fn open_gpu() -> Result<GpuBackend> {
+    Err(Error::GpuUnavailable("built without the `cuda` feature".into()))
+}
+
+impl<G: Backend> Executor<G> {
+    /// An executor over a given second device (tests use a second CPU backend as a stand-in GPU).
+    pub fn with_gpu(gpu: G, options: ExecOptions) -> Executor<G> {
+        Executor {
+            options,
+            cpu: CpuBackend::new(),
+            gpu: Some(Arc::new(gpu)),
+            gpu_unavailable: None,
+            rates: Default::default(),
+        }
     }
 
     /// The options in force.
@@ -78,10 +129,48 @@ impl Executor {
         &self.options
     }
 
-    /// Optimises and plans `graph` for repeated runs.
-    pub fn compile(&self, graph: &Graph) -> Result<CompiledGraph> {
+    /// The GPU in use, if any.
+    pub fn gpu(&self) -> Option<&G> {
+        self.gpu.as_deref()
+    }
+
+    /// Why no GPU is used, when none is.
+    pub fn gpu_unavailable_reason(&self) -> Option<&str> {
+        self.gpu_unavailable.as_deref()
+    }
+
+    /// The rates the cost model uses: given in the options, or measured once per device and cached on disk.
+    pub fn rates(&self) -> Result<&MachineRates> {
+        if let Some(r) = &self.options.rates {
+            return Ok(r);
+        }
+        if let Some(r) = self.rates.get() {
+            return Ok(r);
+        }
+        let cpu = calibrate::cached(&format!("cpu-{}", cpu_name()), || measure_device(&self.cpu))?;
+        let gpu = match &self.gpu {
+            Some(g) => Some(calibrate::cached(&g.device_name(), || Ok((measure_device(&**g)?, measure_link(&**g)?)))?),
+            None => None,
+        };
+        Ok(self.rates.get_or_init(|| MachineRates { cpu, gpu }))
+    }
+
+    /// Optimises, places and plans `graph` for repeated runs.
+    pub fn compile(&self, graph: &Graph) -> Result<CompiledGraph<G>> {
         let g = if self.options.optimize { optimize(graph) } else { graph.clone() };
-        Ok(CompiledGraph { runner: DeviceRunner::new(&self.cpu, g)?, cpu: self.cpu.clone() })
+        let placement = match (&self.gpu, self.options.policy) {
+            (None, _) | (_, PlacementPolicy::ForceCpu) => vec![Device::Cpu; g.len()],
+            (Some(_), PlacementPolicy::Auto) => place(&g, PlacementPolicy::Auto, self.rates()?),
+            (Some(_), policy) => {
+                let rates = MachineRates {
+                    cpu: placeholder_rates(),
+                    gpu: Some((placeholder_rates(), LinkRates { latency_us: 1.0, gbps: 1.0 })),
+                };
+                place(&g, policy, &rates)
+            }
+        };
+        let runner = Runner::new(&self.cpu, self.gpu.as_deref(), g, placement)?;
+        Ok(CompiledGraph { runner, cpu: self.cpu.clone(), gpu: self.gpu.clone() })
     }
 
     /// Compiles and runs `graph` once. Inputs are given in the order they were declared.
@@ -90,10 +179,27 @@ impl Executor {
     }
 }
 
-impl CompiledGraph {
+/// Rates for policies that do not consult the cost model.
+fn placeholder_rates() -> DeviceRates {
+    DeviceRates { launch_us: 1.0, gflops_f32: 1.0, gflops_half: 1.0, gbps: 1.0 }
+}
+
+fn cpu_name() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{model}-{}threads", rayon::current_num_threads())
+}
+
+impl<G: Backend> CompiledGraph<G> {
     /// Runs with `inputs` in declaration order; returns the outputs in declaration order.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.runner.run(&self.cpu, inputs)
+        self.runner.run(&self.cpu, self.gpu.as_deref(), inputs)
     }
 
     /// The optimised graph that runs.
@@ -101,8 +207,13 @@ impl CompiledGraph {
         self.runner.graph()
     }
 
-    /// The memory plan.
-    pub fn memory_plan(&self) -> &MemoryPlan {
-        self.runner.plan()
+    /// Where each node of [`CompiledGraph::graph`] runs.
+    pub fn placement(&self) -> &[Device] {
+        self.runner.placement()
+    }
+
+    /// The memory plan of one device.
+    pub fn memory_plan(&self, dev: Device) -> &MemoryPlan {
+        self.runner.plan(dev)
     }
 }

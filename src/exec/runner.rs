@@ -1,20 +1,30 @@
-//! Runs a planned graph on one backend.
+//! Runs a placed and planned graph on the CPU and, for nodes placed there, a second device.
 
 use std::sync::Mutex;
 
 use super::memory_plan::MemoryPlan;
+use super::placement::Device;
+use crate::backend::cpu::{CpuBackend, CpuBuffer};
 use crate::backend::{Backend, OpCall};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op, TensorDesc};
+use crate::graph::{Graph, NodeId, Op, TensorDesc};
 use crate::tensor::Tensor;
 
-/// A graph planned for one backend, with its constants uploaded and its slot buffers kept between runs, so a
-/// second run with the same shapes allocates nothing but its outputs.
-pub struct DeviceRunner<B: Backend> {
+/// A graph placed on the CPU and a device `G`, with constants uploaded where they are read and slot buffers kept
+/// between runs, so a second run with the same shapes allocates nothing but its outputs and transfers.
+///
+/// A value produced on one device and read on the other is copied once, right after it is produced.
+pub struct Runner<G: Backend> {
     graph: Graph,
-    plan: MemoryPlan,
-    constants: Vec<Option<B::Buffer>>,
-    slots: Mutex<Vec<Option<B::Buffer>>>,
+    placement: Vec<Device>,
+    plans: [MemoryPlan; 2],
+    /// Whether a node's value is read on the device it was not produced on.
+    copy_after: Vec<bool>,
+    cpu_consts: Vec<Option<CpuBuffer>>,
+    gpu_consts: Vec<Option<G::Buffer>>,
+    cpu_slots: Mutex<Vec<Option<CpuBuffer>>>,
+    gpu_slots: Mutex<Vec<Option<G::Buffer>>>,
+    input_descs: Vec<Vec<TensorDesc>>,
 }
 
 enum Value<'a, Buf> {
@@ -31,20 +41,79 @@ impl<Buf> Value<'_, Buf> {
     }
 }
 
-impl<B: Backend> DeviceRunner<B> {
-    /// Plans `graph` (already optimised) and uploads its constants to `backend`.
-    pub fn new(backend: &B, graph: Graph) -> Result<Self> {
-        let plan = MemoryPlan::new(&graph);
-        let constants = graph
-            .nodes()
-            .iter()
-            .map(|n| match &n.op {
-                Op::Constant { tensor } => backend.upload(tensor).map(Some),
-                _ => Ok(None),
+/// The per-run state of one device: its values and its slot buffers.
+struct Side<'a, Buf> {
+    values: Vec<Option<Value<'a, Buf>>>,
+    slots: Vec<Option<Buf>>,
+}
+
+impl<Buf> Side<'_, Buf> {
+    fn release(&mut self, plan: &MemoryPlan, id: NodeId) {
+        if let (Some(s), Some(Value::Own(b))) = (plan.slot_of[id.0], self.values[id.0].take()) {
+            self.slots[s] = Some(b);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock().map_err(|_| Error::Graph("a previous run panicked while holding the runner's buffers".into()))
+}
+
+impl<G: Backend> Runner<G> {
+    /// Plans `graph` (already optimised) under `placement` and uploads its constants to the devices that read
+    /// them. `gpu` must be present when any node is placed on [`Device::Gpu`].
+    pub fn new(cpu: &CpuBackend, gpu: Option<&G>, graph: Graph, placement: Vec<Device>) -> Result<Self> {
+        let nodes = graph.nodes();
+        if placement.len() != nodes.len() {
+            return Err(Error::Graph(format!("{} placements for {} nodes", placement.len(), nodes.len())));
+        }
+        let home = |i: usize| if matches!(nodes[i].op, Op::Input { .. }) { Device::Cpu } else { placement[i] };
+        let mut read_on = vec![[false; 2]; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            if !n.op.is_leaf() {
+                for inp in &n.inputs {
+                    read_on[inp.0][placement[i] as usize] = true;
+                }
+            }
+        }
+        if gpu.is_none() && (0..nodes.len()).any(|i| home(i) == Device::Gpu || read_on[i][Device::Gpu as usize]) {
+            return Err(Error::GpuUnavailable("nodes were placed on the GPU but no GPU backend was given".into()));
+        }
+        let mut cpu_consts = Vec::with_capacity(nodes.len());
+        let mut gpu_consts = Vec::with_capacity(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            let (c, g) = match (&n.op, gpu) {
+                (Op::Constant { tensor }, g) => {
+                    let c = if read_on[i][0] || graph.outputs().contains(&NodeId(i)) {
+                        Some(cpu.upload(tensor)?)
+                    } else {
+                        None
+                    };
+                    let g = match g {
+                        Some(g) if read_on[i][1] => Some(g.upload(tensor)?),
+                        _ => None,
+                    };
+                    (c, g)
+                }
+                _ => (None, None),
+            };
+            cpu_consts.push(c);
+            gpu_consts.push(g);
+        }
+        let copy_after = (0..nodes.len())
+            .map(|i| {
+                let other = if home(i) == Device::Cpu { Device::Gpu } else { Device::Cpu };
+                !matches!(nodes[i].op, Op::Constant { .. }) && read_on[i][other as usize]
             })
-            .collect::<Result<Vec<_>>>()?;
-        let slots = Mutex::new((0..plan.slots.len()).map(|_| None).collect());
-        Ok(DeviceRunner { graph, plan, constants, slots })
+            .collect();
+        let plans = [
+            MemoryPlan::for_device(&graph, &placement, Device::Cpu),
+            MemoryPlan::for_device(&graph, &placement, Device::Gpu),
+        ];
+        let cpu_slots = Mutex::new((0..plans[0].slots.len()).map(|_| None).collect());
+        let gpu_slots = Mutex::new((0..plans[1].slots.len()).map(|_| None).collect());
+        let input_descs = nodes.iter().map(|n| n.inputs.iter().map(|x| nodes[x.0].out.clone()).collect()).collect();
+        Ok(Runner { graph, placement, plans, copy_after, cpu_consts, gpu_consts, cpu_slots, gpu_slots, input_descs })
     }
 
     /// The graph this runner runs.
@@ -52,13 +121,37 @@ impl<B: Backend> DeviceRunner<B> {
         &self.graph
     }
 
-    /// The memory plan.
-    pub fn plan(&self) -> &MemoryPlan {
-        &self.plan
+    /// Where each node runs.
+    pub fn placement(&self) -> &[Device] {
+        &self.placement
     }
 
-    /// Runs the graph on `backend` with `inputs` in declaration order; returns the outputs in declaration order.
-    pub fn run(&self, backend: &B, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    /// The memory plan of one device.
+    pub fn plan(&self, dev: Device) -> &MemoryPlan {
+        &self.plans[dev as usize]
+    }
+
+    /// Runs the graph with `inputs` in declaration order; returns the outputs in declaration order.
+    pub fn run(&self, cpu: &CpuBackend, gpu: Option<&G>, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.check_inputs(inputs)?;
+        // Slot buffers go back on every path, error or not. Concurrent runs find the slots taken and allocate.
+        let cs = std::mem::take(&mut *lock(&self.cpu_slots)?);
+        let gs = std::mem::take(&mut *lock(&self.gpu_slots)?);
+        let n = self.graph.len();
+        let mut c = Side { values: (0..n).map(|_| None).collect(), slots: cs };
+        let mut g = Side { values: (0..n).map(|_| None).collect(), slots: gs };
+        let result = self.run_nodes(cpu, gpu, inputs, &mut c, &mut g);
+        let result = result.and_then(|()| self.collect_outputs(cpu, gpu, &mut c, &mut g));
+        for i in 0..n {
+            c.release(&self.plans[0], NodeId(i));
+            g.release(&self.plans[1], NodeId(i));
+        }
+        *lock(&self.cpu_slots)? = c.slots;
+        *lock(&self.gpu_slots)? = g.slots;
+        result
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
         let declared = self.graph.inputs();
         if declared.len() != inputs.len() {
             return Err(Error::Graph(format!("graph takes {} inputs, {} given", declared.len(), inputs.len())));
@@ -75,89 +168,141 @@ impl<B: Backend> DeviceRunner<B> {
                 )));
             }
         }
-        // Buffers taken from the slots are put back on every path, error or not.
-        let mut slots = std::mem::take(&mut *self.slots.lock().map_err(|_| Error::Graph("runner poisoned".into()))?);
-        let result = self.run_inner(backend, inputs, &mut slots);
-        *self.slots.lock().map_err(|_| Error::Graph("runner poisoned".into()))? = slots;
-        result
+        Ok(())
     }
 
-    fn run_inner(&self, backend: &B, inputs: &[Tensor], slots: &mut [Option<B::Buffer>]) -> Result<Vec<Tensor>> {
+    fn run_nodes<'s>(
+        &'s self,
+        cpu: &CpuBackend,
+        gpu: Option<&G>,
+        inputs: &[Tensor],
+        c: &mut Side<'s, CpuBuffer>,
+        g: &mut Side<'s, G::Buffer>,
+    ) -> Result<()> {
         let nodes = self.graph.nodes();
-        let mut values: Vec<Option<Value<'_, B::Buffer>>> = (0..nodes.len()).map(|_| None).collect();
         let mut next_input = 0;
-        let mut in_descs: Vec<TensorDesc> = Vec::with_capacity(4);
         for (i, node) in nodes.iter().enumerate() {
-            let value = match &node.op {
+            let dev = self.placement[i];
+            match &node.op {
                 Op::Input { .. } => {
+                    c.values[i] = Some(Value::Own(cpu.upload(&inputs[next_input])?));
                     next_input += 1;
-                    Value::Own(backend.upload(&inputs[next_input - 1])?)
                 }
-                Op::Constant { .. } => match &self.constants[i] {
-                    Some(b) => Value::Borrowed(b),
-                    None => return Err(Error::Graph(format!("constant %{i} was not uploaded"))),
-                },
+                Op::Constant { .. } => {
+                    c.values[i] = self.cpu_consts[i].as_ref().map(Value::Borrowed);
+                    g.values[i] = self.gpu_consts[i].as_ref().map(Value::Borrowed);
+                }
                 op => {
-                    let mut out = match self.plan.slot_of[i] {
-                        Some(s) => match slots[s].take() {
-                            Some(b) => b,
-                            None => backend.alloc(&self.plan.slots[s].desc())?,
-                        },
-                        None => backend.alloc(&node.out)?,
-                    };
-                    in_descs.clear();
-                    in_descs.extend(node.inputs.iter().map(|x| nodes[x.0].out.clone()));
-                    let bufs: Vec<&B::Buffer> = node
-                        .inputs
-                        .iter()
-                        .map(|x| {
-                            values[x.0]
-                                .as_ref()
-                                .map(Value::get)
-                                .ok_or_else(|| Error::Graph(format!("%{} read before it was computed", x.0)))
-                        })
-                        .collect::<Result<_>>()?;
-                    let call = OpCall { op, inputs: &in_descs, output: &node.out };
-                    let res = backend.execute(&call, &bufs, &mut out);
-                    if let Err(e) = res {
-                        if let Some(s) = self.plan.slot_of[i] {
-                            slots[s] = Some(out);
-                        }
-                        return Err(e);
+                    let call = OpCall { op, inputs: &self.input_descs[i], output: &node.out };
+                    match dev {
+                        Device::Cpu => exec_on(cpu, &call, node.inputs.as_slice(), i, &self.plans[0], c)?,
+                        Device::Gpu => exec_on(need(gpu)?, &call, node.inputs.as_slice(), i, &self.plans[1], g)?,
                     }
-                    Value::Own(out)
-                }
-            };
-            values[i] = Some(value);
-            for d in &self.plan.dying_after[i] {
-                if let (Some(s), Some(Value::Own(b))) = (self.plan.slot_of[d.0], values[d.0].take()) {
-                    slots[s] = Some(b);
                 }
             }
+            let home = if matches!(node.op, Op::Input { .. }) { Device::Cpu } else { dev };
+            if self.copy_after[i] {
+                match home {
+                    Device::Cpu => {
+                        let t = cpu.download(get(&c.values, i)?, &node.out)?;
+                        g.values[i] = Some(Value::Own(need(gpu)?.upload(&t)?));
+                    }
+                    Device::Gpu => {
+                        let t = need(gpu)?.download(get(&g.values, i)?, &node.out)?;
+                        c.values[i] = Some(Value::Own(cpu.upload(&t)?));
+                    }
+                }
+            }
+            for d in &self.plans[0].dying_after[i] {
+                c.release(&self.plans[0], *d);
+            }
+            for d in &self.plans[1].dying_after[i] {
+                g.release(&self.plans[1], *d);
+            }
         }
-        let mut outs = Vec::with_capacity(self.graph.outputs().len());
+        Ok(())
+    }
+
+    fn collect_outputs(
+        &self,
+        cpu: &CpuBackend,
+        gpu: Option<&G>,
+        c: &mut Side<'_, CpuBuffer>,
+        g: &mut Side<'_, G::Buffer>,
+    ) -> Result<Vec<Tensor>> {
+        let nodes = self.graph.nodes();
         let outputs = self.graph.outputs();
+        let mut outs = Vec::with_capacity(outputs.len());
         for (k, o) in outputs.iter().enumerate() {
             let desc = &nodes[o.0].out;
-            // An output listed twice, or an output that is also a leaf, is copied rather than moved.
             let repeated = outputs[k + 1..].contains(o);
-            let t = match values[o.0].take() {
-                Some(Value::Own(b)) if !repeated => backend.into_tensor(b, desc)?,
-                Some(v) => {
-                    let t = backend.download(v.get(), desc)?;
-                    values[o.0] = Some(v);
-                    t
-                }
-                None => return Err(Error::Graph(format!("output %{} was not computed", o.0))),
+            // Prefer the host copy when there is one; move the buffer out unless the output is listed again.
+            let t = if c.values[o.0].is_some() {
+                take_or_copy(cpu, &mut c.values, o.0, desc, repeated)?
+            } else {
+                take_or_copy(need(gpu)?, &mut g.values, o.0, desc, repeated)?
             };
             outs.push(t);
         }
-        // Slot buffers still held by values (none after a full run) go back before returning.
-        for (i, v) in values.into_iter().enumerate() {
-            if let (Some(s), Some(Value::Own(b))) = (self.plan.slot_of[i], v) {
-                slots[s] = Some(b);
-            }
-        }
         Ok(outs)
+    }
+}
+
+fn need<G>(gpu: Option<&G>) -> Result<&G> {
+    gpu.ok_or_else(|| Error::GpuUnavailable("a node is placed on the GPU but the executor has none".into()))
+}
+
+fn get<'v, Buf>(values: &'v [Option<Value<'_, Buf>>], i: usize) -> Result<&'v Buf> {
+    values[i].as_ref().map(Value::get).ok_or_else(|| Error::Graph(format!("%{i} read before it was computed")))
+}
+
+fn take_or_copy<B: Backend>(
+    b: &B,
+    values: &mut [Option<Value<'_, B::Buffer>>],
+    i: usize,
+    desc: &TensorDesc,
+    keep: bool,
+) -> Result<Tensor> {
+    match values[i].take() {
+        Some(Value::Own(buf)) if !keep => b.into_tensor(buf, desc),
+        Some(v) => {
+            let t = b.download(v.get(), desc);
+            values[i] = Some(v);
+            t
+        }
+        None => Err(Error::Graph(format!("output %{i} was not computed"))),
+    }
+}
+
+fn exec_on<'s, B: Backend>(
+    b: &B,
+    call: &OpCall<'_>,
+    inputs: &[NodeId],
+    i: usize,
+    plan: &MemoryPlan,
+    side: &mut Side<'s, B::Buffer>,
+) -> Result<()> {
+    let mut out = match plan.slot_of[i] {
+        Some(s) => match side.slots[s].take() {
+            Some(buf) => buf,
+            None => b.alloc(&plan.slots[s].desc())?,
+        },
+        None => b.alloc(call.output)?,
+    };
+    let res = {
+        let bufs = inputs.iter().map(|x| get(&side.values, x.0)).collect::<Result<Vec<_>>>();
+        bufs.and_then(|bufs| b.execute(call, &bufs, &mut out))
+    };
+    match res {
+        Ok(()) => {
+            side.values[i] = Some(Value::Own(out));
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(s) = plan.slot_of[i] {
+                side.slots[s] = Some(out);
+            }
+            Err(e)
+        }
     }
 }
