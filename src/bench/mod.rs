@@ -2,12 +2,14 @@
 //! contract, with a reference row (copy bandwidth, direct `gemm`) measured in the same run.
 
 mod cases;
+mod graphs;
 mod reference;
 mod report;
 mod timing;
 mod transformer;
 
 pub use cases::{copy as suite_copy, suite, BenchCase, Mode};
+pub use graphs::{block_tokens, explain, policy_label, time_block, ExplainRow};
 pub use reference::gemm_direct;
 pub use report::{print_table, speedups, BenchRow};
 pub use timing::{time_case, Budget};

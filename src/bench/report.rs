@@ -27,7 +27,7 @@ impl BenchRow {
     }
 }
 
-/// GPU-over-CPU speedup for each row that has a CPU twin (same op, shape and dtype).
+/// Speedup over the CPU for each non-CPU row that has a CPU twin (same op, shape and dtype).
 pub fn speedups(rows: &[BenchRow]) -> Vec<Option<f64>> {
     rows.iter()
         .map(|r| {
@@ -52,7 +52,7 @@ pub fn print_table(rows: &[BenchRow]) {
         "median_us",
         "GFLOP/s",
         "GB/s",
-        if any_gpu { "   GPU/CPU" } else { "" }
+        if any_gpu { "    vs CPU" } else { "" }
     );
     for (r, s) in rows.iter().zip(sp) {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());

@@ -5,7 +5,11 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
 use mlx_native::backend::cpu::CpuBackend;
 use mlx_native::backend::Backend;
-use mlx_native::bench::{gemm_direct, print_table, suite, time_case, BenchCase, BenchRow, Budget, Mode};
+use mlx_native::bench::{
+    block_tokens, gemm_direct, policy_label, print_table, suite, time_block, time_case, BenchCase, BenchRow, Budget,
+    Mode,
+};
+use mlx_native::exec::{ExecOptions, Executor, PlacementPolicy};
 use mlx_native::{Error, Result};
 
 use super::DeviceArg;
@@ -45,6 +49,8 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
     if let Some(g) = &gpu {
         rows.extend(super::gpu::run_suite(g, &cases, budget, &bar)?);
     }
+    drop(gpu);
+    rows.extend(block_rows(device, quick, budget, &bar)?);
     bar.finish_and_clear();
     print_table(&rows);
     print_checks(&rows);
@@ -53,6 +59,65 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
         std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
         eprintln!("wrote {} rows to {}", rows.len(), path.display());
     }
+    Ok(())
+}
+
+/// TransformerBlock rows: every placement policy the devices allow, over token counts and widths.
+fn block_rows(device: DeviceArg, quick: bool, budget: Budget, bar: &ProgressBar) -> Result<Vec<BenchRow>> {
+    let base = Executor::new(ExecOptions::default())?;
+    let mut policies = vec![];
+    if device != DeviceArg::Cuda {
+        policies.push(PlacementPolicy::ForceCpu);
+    }
+    if base.gpu().is_some() && device != DeviceArg::Cpu {
+        policies.extend([PlacementPolicy::ForceGpu, PlacementPolicy::Auto, PlacementPolicy::seed_thresholds()]);
+    } else if device != DeviceArg::Cuda {
+        policies.push(PlacementPolicy::Auto);
+    }
+    let hiddens: &[usize] = if quick { &[384] } else { &[384, 1024] };
+    let mut rows = vec![];
+    bar.inc_length((policies.len() * hiddens.len() * block_tokens(quick).len()) as u64);
+    for &hidden in hiddens {
+        for tokens in block_tokens(quick) {
+            for &p in &policies {
+                bar.set_message(format!("TransformerBlock [{tokens}, {hidden}] {}", policy_label(p)));
+                rows.push(time_block(&base.with_policy(p), tokens, hidden, budget)?);
+                bar.inc(1);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// `bench --explain`: placement, estimate and measurement per node of the transformer block.
+pub fn explain(device: DeviceArg, tokens: usize, hidden: usize) -> Result<()> {
+    let policy = match device {
+        DeviceArg::Cpu => PlacementPolicy::ForceCpu,
+        DeviceArg::Cuda => PlacementPolicy::ForceGpu,
+        DeviceArg::All => PlacementPolicy::Auto,
+    };
+    let exec = Executor::new(ExecOptions { policy, ..Default::default() })?;
+    if let Some(why) = exec.gpu_unavailable_reason() {
+        println!("GPU: none ({why})");
+    }
+    let rates = exec.rates()?;
+    println!("cost model rates: {rates:?}");
+    println!("TransformerBlock [{tokens}, {hidden}] under {policy:?}:");
+    println!("{:>4} {:<20} {:<18} {:<6} {:>12} {:>12}", "node", "op", "shape", "device", "estimate_us", "measured_us");
+    let rows = mlx_native::bench::explain(&exec, tokens, hidden)?;
+    for r in &rows {
+        println!(
+            "{:>4} {:<20} {:<18} {:<6} {:>12.1} {:>12.1}",
+            r.index,
+            r.op,
+            format!("{:?}", r.shape),
+            format!("{:?}", r.device).to_lowercase(),
+            r.estimated_us,
+            r.measured_us
+        );
+    }
+    let (e, m): (f64, f64) = rows.iter().fold((0.0, 0.0), |(e, m), r| (e + r.estimated_us, m + r.measured_us));
+    println!("total: estimated {e:.1} us, measured {m:.1} us (nodes alone, transfers not included)");
     Ok(())
 }
 
@@ -83,6 +148,24 @@ pub fn run_device<B: Backend>(
 
 /// Ratios the issues ask for, computed from rows of this run.
 fn print_checks(rows: &[BenchRow]) {
+    let blocks: Vec<&BenchRow> = rows.iter().filter(|r| r.op == "TransformerBlock" && r.device == "auto").collect();
+    if !blocks.is_empty() {
+        println!("\nAuto placement vs the better of ForceCpu and ForceGpu (TransformerBlock):");
+    }
+    for a in blocks {
+        let best = rows
+            .iter()
+            .filter(|r| r.op == "TransformerBlock" && r.shape == a.shape && (r.device == "cpu" || r.device == "cuda"))
+            .map(|r| r.median_us)
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "  {:<14} auto {:>12.1} us, best forced {:>12.1} us: {:.2}x",
+            format!("{:?}", a.shape),
+            a.median_us,
+            best,
+            a.median_us / best
+        );
+    }
     for dev in ["cpu", "cuda"] {
         let find = |op: &str, shape: &[usize]| rows.iter().find(|r| r.device == dev && r.op == op && r.shape == shape);
         let copies: Vec<&BenchRow> = rows.iter().filter(|r| r.device == dev && r.op == "Copy").collect();

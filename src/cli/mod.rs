@@ -37,6 +37,15 @@ enum Command {
         /// Small sizes and short timing (under a minute on a laptop CPU).
         #[arg(long)]
         quick: bool,
+        /// Print, for the built-in transformer block, each node's placement, estimated and measured time.
+        #[arg(long)]
+        explain: bool,
+        /// Tokens of the block `--explain` shows.
+        #[arg(long, default_value_t = 128)]
+        tokens: usize,
+        /// Width of the block `--explain` shows.
+        #[arg(long, default_value_t = 384)]
+        hidden: usize,
         /// Also write the rows as a JSON array to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
@@ -48,7 +57,13 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info::run(),
-        Command::Bench { device, quick, json } => bench::run(device, quick, json.as_deref()),
+        Command::Bench { device, quick, explain, tokens, hidden, json } => {
+            if explain {
+                bench::explain(device, tokens, hidden)
+            } else {
+                bench::run(device, quick, json.as_deref())
+            }
+        }
     };
     match result {
         Ok(()) => 0,

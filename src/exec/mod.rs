@@ -124,6 +124,21 @@ impl<G: Backend> Executor<G> {
         }
     }
 
+    /// The same devices under another placement policy (shares the GPU and the measured rates).
+    pub fn with_policy(&self, policy: PlacementPolicy) -> Executor<G> {
+        let rates = std::sync::OnceLock::new();
+        if let Some(r) = self.rates.get() {
+            let _ = rates.set(r.clone());
+        }
+        Executor {
+            options: ExecOptions { policy, ..self.options.clone() },
+            cpu: self.cpu.clone(),
+            gpu: self.gpu.clone(),
+            gpu_unavailable: self.gpu_unavailable.clone(),
+            rates,
+        }
+    }
+
     /// The options in force.
     pub fn options(&self) -> &ExecOptions {
         &self.options
