@@ -59,4 +59,12 @@ pub trait Backend: Send + Sync {
 
     /// Waits until all queued work is done.
     fn synchronize(&self) -> Result<()>;
+
+    /// The buffer pool's counters, for devices whose memory comes from a [`crate::pool::Pool`].
+    fn pool_statistics(&self) -> Option<crate::pool::PoolStats> {
+        None
+    }
+
+    /// Returns cached device memory to the device (the executor calls it before retrying after running out).
+    fn release_cache(&self) {}
 }
