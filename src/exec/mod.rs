@@ -87,6 +87,9 @@ pub struct ExecStats {
     pub captures: u64,
     /// Runs served by replaying the recording.
     pub replays: u64,
+    /// Host nanoseconds spent queuing those replays (writing inputs, launching the recording), without the GPU's
+    /// own execution and the reading back of outputs.
+    pub replay_host_ns: u64,
     /// Runs retried after the GPU ran out of memory (the pool's cache released first).
     pub oom_retries: u64,
     /// Runs that `Auto` moved to the CPU because the GPU stayed out of memory.
@@ -270,11 +273,12 @@ impl<G: Backend> CompiledGraph<G> {
 
     /// Runs, recordings, replays, out-of-memory retries and CPU fallbacks so far.
     pub fn statistics(&self) -> ExecStats {
-        let (captures, replays, oom_retries) = self.runner.counters();
+        let (captures, replays, replay_host_ns, oom_retries) = self.runner.counters();
         ExecStats {
             runs: self.runs.load(Ordering::Relaxed),
             captures,
             replays,
+            replay_host_ns,
             oom_retries,
             cpu_fallbacks: self.fallbacks.load(Ordering::Relaxed),
         }

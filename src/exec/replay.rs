@@ -35,6 +35,9 @@ pub(super) struct Replayer<Buf> {
     pub(super) captures: AtomicU64,
     /// Runs served by replaying a recording.
     pub(super) replays: AtomicU64,
+    /// Host nanoseconds spent queuing replays (writing inputs and launching the recording; not the GPU's own
+    /// execution, not reading outputs back).
+    pub(super) host_ns: AtomicU64,
 }
 
 impl<Buf> Replayer<Buf> {
@@ -47,6 +50,7 @@ impl<Buf> Replayer<Buf> {
             state: Mutex::new(None),
             captures: AtomicU64::new(0),
             replays: AtomicU64::new(0),
+            host_ns: AtomicU64::new(0),
         }
     }
 
@@ -91,31 +95,34 @@ impl<Buf: Send + Sync> Replayer<Buf> {
             Err(TryLockError::WouldBlock) => return Ok(None),
             Err(TryLockError::Poisoned(_)) => return Ok(None),
         };
-        if guard.is_none() {
-            let mut rec = allocate(gpu, view, inputs)?;
-            write_inputs(gpu, view.graph, &mut rec, inputs)?;
-            if !gpu.begin_recording()? {
-                self.disabled.store(true, Ordering::Relaxed);
-                return Ok(None);
-            }
-            let queued = queue_all(gpu, view, &mut rec);
-            let recording = gpu.end_recording();
-            let replay = match (queued, recording) {
-                (Ok(()), Ok(r)) => r,
-                (Err(e), _) | (Ok(()), Err(e)) => {
-                    // A node that cannot be recorded keeps this plan on the ordinary path for good.
+        let queued = std::time::Instant::now();
+        match guard.as_mut() {
+            Some(rec) => write_inputs(gpu, view.graph, rec, inputs)?,
+            None => {
+                let mut rec = allocate(gpu, view, inputs)?;
+                write_inputs(gpu, view.graph, &mut rec, inputs)?;
+                if !gpu.begin_recording()? {
                     self.disabled.store(true, Ordering::Relaxed);
-                    return Err(e);
+                    return Ok(None);
                 }
-            };
-            self.captures.fetch_add(1, Ordering::Relaxed);
-            rec.replay = Some(replay);
-            *guard = Some(rec);
-        } else if let Some(rec) = guard.as_mut() {
-            write_inputs(gpu, view.graph, rec, inputs)?;
+                let queue_result = queue_all(gpu, view, &mut rec);
+                let recording = gpu.end_recording();
+                let replay = match (queue_result, recording) {
+                    (Ok(()), Ok(r)) => r,
+                    (Err(e), _) | (Ok(()), Err(e)) => {
+                        // A node that cannot be recorded keeps this plan on the ordinary path for good.
+                        self.disabled.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                self.captures.fetch_add(1, Ordering::Relaxed);
+                rec.replay = Some(replay);
+                *guard = Some(rec);
+            }
         }
         let rec = guard.as_ref().ok_or_else(|| Error::Graph("replay state vanished".into()))?;
         rec.replay.as_ref().ok_or_else(|| Error::Graph("no recording to replay".into()))?.replay()?;
+        self.host_ns.fetch_add(queued.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.replays.fetch_add(1, Ordering::Relaxed);
         let outs = view
             .graph

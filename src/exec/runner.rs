@@ -149,10 +149,12 @@ impl<G: Backend> Runner<G> {
         &self.plans[dev as usize]
     }
 
-    /// Counters: (recordings made, runs served by replay, retries after running out of GPU memory).
-    pub fn counters(&self) -> (u64, u64, u64) {
+    /// Counters: (recordings made, runs served by replay, host nanoseconds spent queuing replays, retries after
+    /// running out of GPU memory).
+    pub fn counters(&self) -> (u64, u64, u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.replayer.captures.load(Relaxed), self.replayer.replays.load(Relaxed), self.oom_retries.load(Relaxed))
+        let r = &self.replayer;
+        (r.captures.load(Relaxed), r.replays.load(Relaxed), r.host_ns.load(Relaxed), self.oom_retries.load(Relaxed))
     }
 
     /// Runs the graph with `inputs` in declaration order; returns the outputs in declaration order.
