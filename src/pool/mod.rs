@@ -33,7 +33,7 @@
 //! # Threads
 //! The pool is `Send + Sync` and shared as `Arc<Pool<A>>`. One mutex guards the free lists and the counters; it
 //! is held only for the cache lookup and the counter updates, never across a device allocation or free. A cached
-//! allocation plus its drop costs about 0.1 to 0.3 µs on one thread (`cargo run --release --example pool_bench`).
+//! allocation plus its drop costs about 0.1 µs on one thread (`cargo run --release --example pool_bench`).
 
 mod buffer_pool;
 mod device;
