@@ -47,6 +47,8 @@ pub trait Backend: Send + Sync {
     fn download(&self, buf: &Self::Buffer, desc: &TensorDesc) -> Result<Tensor>;
 
     /// Turns a buffer that is no longer needed into a host tensor (the CPU moves instead of copying).
+    // Named for what happens to the buffer (it is consumed), not to `self`.
+    #[allow(clippy::wrong_self_convention)]
     fn into_tensor(&self, buf: Self::Buffer, desc: &TensorDesc) -> Result<Tensor> {
         self.download(&buf, desc)
     }

@@ -51,12 +51,6 @@ impl Default for ExecOptions {
     }
 }
 
-impl Default for PlacementPolicy {
-    fn default() -> Self {
-        PlacementPolicy::Auto
-    }
-}
-
 /// Runs graphs on the CPU and, when there is one, the GPU. `Send + Sync`: share it between threads.
 pub struct Executor<G: Backend = GpuBackend> {
     options: ExecOptions,
