@@ -22,9 +22,7 @@ pub(crate) fn softmax(x: &CpuBuffer, xd: &TensorDesc, out: &mut HostVec, od: &Te
 multiversion! {
     fn softmax_row(x: &[f32], out: &mut [f32]) {
         let m = math::max(x);
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = math::exp(v - m);
-        }
+        math::map(x, out, |v| math::exp_neg(v - m));
         let inv = 1.0 / math::sum(out);
         for o in out.iter_mut() {
             *o *= inv;
