@@ -1,0 +1,233 @@
+//! Scalar math written to vectorise: branch-free, no libm calls, `#[inline(always)]` so the kernels that use it
+//! compile it with their SIMD features. `mul_add` becomes one FMA instruction in the AVX2+FMA copies (see
+//! `simd.rs`); only the portable fallback, for CPUs without FMA, pays a library call for it.
+
+/// e^x for f32, within 2 ulp over the normal range; 0 below the smallest normal result, +inf above the largest,
+/// NaN for NaN. Cephes' reduction and polynomial with the power of two built from bits.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2²³ rounds to the nearest integer, which then sits in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let xc = x.clamp(-87.336_55, 88.722_83);
+    let t = xc.mul_add(LOG2E, MAGIC).clamp(MAGIC - 126.0, MAGIC + 127.0);
+    let n = t - MAGIC;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let mut p = 1.987_569_1e-4_f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let scale = f32::from_bits(((ni + 127) << 23) as u32);
+    let v = y * scale;
+    let v = if x < -87.336_55 { 0.0 } else { v };
+    if x > 88.722_83 {
+        f32::INFINITY
+    } else {
+        v
+    }
+}
+
+/// e^x for x <= 0: [`exp`] without the overflow side. 0 below the smallest normal result, NaN for NaN.
+#[inline(always)]
+pub(crate) fn exp_neg(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0;
+    // A select rather than `max`, which would turn NaN into a number.
+    let xc = if x < -87.336_55 { -87.336_55 } else { x };
+    let t = xc.mul_add(LOG2E, MAGIC);
+    let n = t - MAGIC;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let mut p = 1.987_569_1e-4_f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let v = y * f32::from_bits(((ni + 127) << 23) as u32);
+    if x < -87.336_55 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// out[i] = f(x[i]), unrolled 32 wide so several independent vectors are in flight: the kernels here are long
+/// dependency chains, and one vector at a time leaves the FMA units waiting on latency.
+#[inline(always)]
+pub(crate) fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
+    const U: usize = 32;
+    let mut xc = x.chunks_exact(U);
+    let mut oc = out.chunks_exact_mut(U);
+    for (xs, os) in (&mut xc).zip(&mut oc) {
+        for i in 0..U {
+            os[i] = f(xs[i]);
+        }
+    }
+    for (o, v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+        *o = f(*v);
+    }
+}
+
+/// x[i] = f(x[i]), unrolled like [`map`].
+#[inline(always)]
+pub(crate) fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32) {
+    const U: usize = 32;
+    let mut xc = x.chunks_exact_mut(U);
+    for xs in &mut xc {
+        for v in xs.iter_mut() {
+            *v = f(*v);
+        }
+    }
+    for v in xc.into_remainder() {
+        *v = f(*v);
+    }
+}
+
+/// erfc(x) for f32 with relative error about 2e-7 everywhere, tails included (Numerical Recipes' `erfcc`
+/// Chebyshev fit, fractional error < 1.2e-7 in exact arithmetic). Relative accuracy in the tail is what keeps
+/// GELU's negative side accurate, where 1 + erf(x) would cancel.
+#[inline(always)]
+pub fn erfc(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let mut p = 0.170_872_77_f32;
+    p = p.mul_add(t, -0.822_152_23);
+    p = p.mul_add(t, 1.488_515_9);
+    p = p.mul_add(t, -1.135_204);
+    p = p.mul_add(t, 0.278_868_07);
+    p = p.mul_add(t, -0.186_288_06);
+    p = p.mul_add(t, 0.096_784_18);
+    p = p.mul_add(t, 0.374_091_96);
+    p = p.mul_add(t, 1.000_023_7);
+    p = p.mul_add(t, -1.265_512_2);
+    let ans = t * exp_neg((-z).mul_add(z, p));
+    if x >= 0.0 {
+        ans
+    } else {
+        2.0 - ans
+    }
+}
+
+/// erf(x) for f32: a rational minimax approximation (as in Eigen and XLA) on [-4, 4], where f32's erf reaches
+/// ±1; error about 6.5e-8. The two polynomials are evaluated in f64 (still vectorised): in f32 their rounding
+/// adds up to 6 ulp, which GELU multiplies by x/2 and which then exceeds 1e-6 near |x| = 4.6. The division is
+/// done in f32, where it is cheap.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let xd = x.clamp(-4.0, 4.0) as f64;
+    let x2 = xd * xd;
+    let mut p = -2.726_142_258_013_06e-10_f64;
+    p = p.mul_add(x2, 2.770_681_424_959_02e-8);
+    p = p.mul_add(x2, -2.101_024_020_825_08e-6);
+    p = p.mul_add(x2, -5.692_506_394_623_46e-5);
+    p = p.mul_add(x2, -7.349_906_303_268_55e-4);
+    p = p.mul_add(x2, -2.954_599_808_540_25e-3);
+    p = p.mul_add(x2, -1.609_603_332_624_15e-2);
+    let mut q = -1.456_607_184_649_96e-5_f64;
+    q = q.mul_add(x2, -2.133_740_552_789_05e-4);
+    q = q.mul_add(x2, -1.682_826_974_382_03e-3);
+    q = q.mul_add(x2, -7.373_329_167_204_68e-3);
+    q = q.mul_add(x2, -1.426_473_905_141_89e-2);
+    (p * xd) as f32 / q as f32
+}
+
+/// GELU, erf form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)), within 1e-6 of the exact value. Φ comes from erfc of |x|/√2
+/// by Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7), whose exp(-z²) factor keeps the negative tail
+/// relatively accurate where 1 + erf would cancel; beyond ±5.3 the result is 0 or x (within 3e-7 of exact).
+#[inline(always)]
+pub fn gelu_erf(x: f32) -> f32 {
+    let z = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
+    let t = 1.0 / 0.327_591_1f32.mul_add(z, 1.0);
+    let mut p = 1.061_405_4_f32;
+    p = p.mul_add(t, -1.453_152_1);
+    p = p.mul_add(t, 1.421_413_8);
+    p = p.mul_add(t, -0.284_496_74);
+    p = p.mul_add(t, 0.254_829_6);
+    // erfc(z) for z >= 0.
+    let c = t * p * exp_neg((-z) * z);
+    let h = 0.5 * x;
+    let g = if x < 0.0 { h * c } else { (-h).mul_add(c, x) };
+    let g = if x < -5.3 { 0.0 } else { g };
+    if x > 5.3 {
+        x
+    } else {
+        g
+    }
+}
+
+/// GELU, tanh form: 0.5·x·(1 + tanh(u)) with u = √(2/π)(x + 0.044715x³), computed as x·sigmoid(2u), which is
+/// the same function without tanh's cancellation near 0.
+#[inline(always)]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const K: f32 = 0.797_884_6; // √(2/π)
+    let u = K * (x + 0.044_715 * x * x * x);
+    x / (1.0 + exp(-2.0 * u))
+}
+
+/// SiLU: x·sigmoid(x).
+#[inline(always)]
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + exp(-x))
+}
+
+/// Sum with 16 independent accumulators, so it vectorises (and rounds less than a running sum).
+#[inline(always)]
+pub(crate) fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().sum();
+    pairwise(&acc) + tail
+}
+
+/// Sum of squares of `x - mean`, vectorised like [`sum`].
+#[inline(always)]
+pub(crate) fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            let d = v - mean;
+            *a += d * d;
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+    pairwise(&acc) + tail
+}
+
+/// Maximum (NaN-ignoring, -inf for an empty slice), vectorised.
+#[inline(always)]
+pub(crate) fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a = a.max(*v);
+        }
+    }
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    acc.iter().fold(tail, |m, v| m.max(*v))
+}
+
+#[inline(always)]
+fn pairwise(acc: &[f32; 16]) -> f32 {
+    let mut s = [0f32; 8];
+    for i in 0..8 {
+        s[i] = acc[i] + acc[i + 8];
+    }
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+}
