@@ -150,6 +150,10 @@ impl Backend for FakeGpu {
         Ok(())
     }
 
+    fn supports_recording(&self) -> bool {
+        true
+    }
+
     fn begin_recording(&self) -> Result<bool> {
         assert!(!self.recording.swap(true, Ordering::SeqCst), "recording twice at once");
         Ok(true)

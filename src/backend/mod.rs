@@ -77,6 +77,11 @@ pub trait Backend: Send + Sync {
         Err(crate::Error::Unsupported { backend: self.name(), what: "writing into an existing buffer".into() })
     }
 
+    /// Whether [`Backend::begin_recording`] can work on this device (checked before buffers are set up for it).
+    fn supports_recording(&self) -> bool {
+        false
+    }
+
     /// Starts recording queued work instead of running it (a CUDA graph capture). `Ok(false)`: this device cannot
     /// record, and nothing changed. While recording, only the recording thread may queue work on this device.
     fn begin_recording(&self) -> Result<bool> {

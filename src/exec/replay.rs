@@ -87,7 +87,11 @@ impl<Buf: Send + Sync> Replayer<Buf> {
         view: &PlanView<'_, Buf>,
         inputs: &[Tensor],
     ) -> Result<Option<Vec<Tensor>>> {
-        if !self.eligible || self.disabled.load(Ordering::Relaxed) || self.ordinary_runs.load(Ordering::Relaxed) == 0 {
+        if !self.eligible
+            || !gpu.supports_recording()
+            || self.disabled.load(Ordering::Relaxed)
+            || self.ordinary_runs.load(Ordering::Relaxed) == 0
+        {
             return Ok(None);
         }
         let mut guard = match self.state.try_lock() {
