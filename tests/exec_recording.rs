@@ -268,3 +268,29 @@ fn auto_moves_to_the_cpu_when_the_gpu_stays_out_of_memory() {
     assert_eq!((s.cpu_fallbacks, s.oom_retries, s.runs), (1, 1, 1), "{s:?}");
     assert_eq!(meter.live.load(Ordering::SeqCst), before);
 }
+
+#[test]
+fn weights_are_uploaded_once_per_executor() {
+    let w = random::uniform(DType::F32, [64, 32], 0.3, 5);
+    let graph = |tokens: usize| {
+        let mut g = mlx_native::GraphBuilder::new();
+        let x = g.input("x", DType::F32, [tokens, 64]);
+        let c = g.constant(w.clone());
+        let y = g.matmul(x, c, false, false).unwrap();
+        g.output(y).unwrap();
+        g.build().unwrap()
+    };
+    let (ex, meter) = exec(PlacementPolicy::ForceGpu, usize::MAX);
+    let first = ex.compile(&graph(3)).unwrap();
+    let after_first = meter.live.load(Ordering::SeqCst);
+    assert_eq!(after_first, 64 * 32 * 4);
+    let second = ex.with_policy(PlacementPolicy::ForceGpu).compile(&graph(5)).unwrap();
+    assert_eq!(meter.live.load(Ordering::SeqCst), after_first, "the second graph uploaded the weight again");
+    for (c, t) in [(&first, 3), (&second, 5)] {
+        let g = graph(t);
+        let inputs = input(&g, 7);
+        assert!(max_diff(&c.run(&inputs).unwrap()[0], &Executor::cpu().run(&g, &inputs).unwrap()[0]) <= 1e-5);
+    }
+    drop((first, second));
+    assert_eq!(meter.live.load(Ordering::SeqCst), 0, "weights freed with the last graph that used them");
+}

@@ -6,6 +6,7 @@ mod no_gpu;
 mod placement;
 mod replay;
 mod runner;
+mod weights;
 
 pub use calibrate::{cached as cached_rates, measure_device, measure_link};
 pub use memory_plan::{MemoryPlan, Slot};
@@ -14,6 +15,7 @@ pub use placement::{
     compute_us, graph_us, node_work, place, Device, DeviceRates, LinkRates, MachineRates, PlacementPolicy,
 };
 pub use runner::Runner;
+pub use weights::WeightCache;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,6 +60,8 @@ pub struct Executor<G: Backend = GpuBackend> {
     gpu: Option<Arc<G>>,
     gpu_unavailable: Option<String>,
     rates: std::sync::OnceLock<MachineRates>,
+    /// GPU copies of constants, shared by every graph this executor (and its `with_policy` twins) compiles.
+    weights: Arc<WeightCache<G::Buffer>>,
 }
 
 /// A graph compiled by an executor: optimised, placed and planned. Run it many times, from any thread.
@@ -105,7 +109,14 @@ impl Executor<GpuBackend> {
         if options.policy == PlacementPolicy::ForceGpu && gpu.is_none() {
             return Err(Error::GpuUnavailable(why.unwrap_or_default()));
         }
-        Ok(Executor { options, cpu: CpuBackend::new(), gpu, gpu_unavailable: why, rates: Default::default() })
+        Ok(Executor {
+            options,
+            cpu: CpuBackend::new(),
+            gpu,
+            gpu_unavailable: why,
+            rates: Default::default(),
+            weights: Default::default(),
+        })
     }
 
     /// An executor that runs everything on the CPU.
@@ -117,6 +128,7 @@ impl Executor<GpuBackend> {
             gpu: None,
             gpu_unavailable: Some("the policy is ForceCpu".into()),
             rates: Default::default(),
+            weights: Default::default(),
         }
     }
 }
@@ -140,6 +152,7 @@ impl<G: Backend> Executor<G> {
             gpu: Some(Arc::new(gpu)),
             gpu_unavailable: None,
             rates: Default::default(),
+            weights: Default::default(),
         }
     }
 
@@ -155,6 +168,7 @@ impl<G: Backend> Executor<G> {
             gpu: self.gpu.clone(),
             gpu_unavailable: self.gpu_unavailable.clone(),
             rates,
+            weights: self.weights.clone(),
         }
     }
 
@@ -203,7 +217,7 @@ impl<G: Backend> Executor<G> {
                 place(&g, policy, &rates)
             }
         };
-        let runner = Runner::new(&self.cpu, self.gpu.as_deref(), g, placement)?;
+        let runner = Runner::new(&self.cpu, self.gpu.as_deref(), &self.weights, g, placement)?;
         Ok(CompiledGraph {
             runner,
             cpu: self.cpu.clone(),
@@ -253,7 +267,7 @@ impl<G: Backend> CompiledGraph<G> {
                     None => {
                         let g = self.runner.graph().clone();
                         let n = g.len();
-                        let r = Runner::new(&self.cpu, None, g, vec![Device::Cpu; n])?;
+                        let r = Runner::new(&self.cpu, None, &WeightCache::default(), g, vec![Device::Cpu; n])?;
                         self.cpu_fallback.get_or_init(|| r)
                     }
                 };

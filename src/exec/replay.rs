@@ -71,7 +71,7 @@ impl<Buf> Replayer<Buf> {
 pub(super) struct PlanView<'a, Buf> {
     pub graph: &'a Graph,
     pub plan: &'a MemoryPlan,
-    pub consts: &'a [Option<Buf>],
+    pub consts: &'a [Option<std::sync::Arc<Buf>>],
     pub input_descs: &'a [Vec<TensorDesc>],
     /// The slot buffers the ordinary path keeps between runs: the recording takes them over instead of allocating
     /// a second set.
@@ -176,7 +176,7 @@ fn write_inputs<G: Backend>(gpu: &G, graph: &Graph, rec: &mut Recorded<G::Buffer
 
 fn buffer_of<'r, Buf>(view: &'r PlanView<'_, Buf>, rec: &'r Recorded<Buf>, id: NodeId) -> Result<&'r Buf> {
     let found = match (&view.graph.node(id).op, view.plan.slot_of[id.0]) {
-        (Op::Constant { .. }, _) => view.consts[id.0].as_ref(),
+        (Op::Constant { .. }, _) => view.consts[id.0].as_deref(),
         (_, Some(s)) => rec.slots[s].as_ref(),
         _ => rec.own[id.0].as_ref(),
     };

@@ -1,6 +1,8 @@
 //! Runs a placed and planned graph on the CPU and, for nodes placed there, a second device.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use super::weights::WeightCache;
 
 use super::memory_plan::MemoryPlan;
 use super::placement::Device;
@@ -22,7 +24,7 @@ pub struct Runner<G: Backend> {
     /// Whether a node's value is read on the device it was not produced on.
     copy_after: Vec<bool>,
     cpu_consts: Vec<Option<CpuBuffer>>,
-    gpu_consts: Vec<Option<G::Buffer>>,
+    gpu_consts: Vec<Option<Arc<G::Buffer>>>,
     cpu_slots: Mutex<Vec<Option<CpuBuffer>>>,
     gpu_slots: Mutex<Vec<Option<G::Buffer>>>,
     input_descs: Vec<Vec<TensorDesc>>,
@@ -65,7 +67,13 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
 impl<G: Backend> Runner<G> {
     /// Plans `graph` (already optimised) under `placement` and uploads its constants to the devices that read
     /// them. `gpu` must be present when any node is placed on [`Device::Gpu`].
-    pub fn new(cpu: &CpuBackend, gpu: Option<&G>, graph: Graph, placement: Vec<Device>) -> Result<Self> {
+    pub fn new(
+        cpu: &CpuBackend,
+        gpu: Option<&G>,
+        weights: &WeightCache<G::Buffer>,
+        graph: Graph,
+        placement: Vec<Device>,
+    ) -> Result<Self> {
         let nodes = graph.nodes();
         if placement.len() != nodes.len() {
             return Err(Error::Graph(format!("{} placements for {} nodes", placement.len(), nodes.len())));
@@ -93,7 +101,7 @@ impl<G: Backend> Runner<G> {
                         None
                     };
                     let g = match g {
-                        Some(g) if read_on[i][1] => Some(g.upload(tensor)?),
+                        Some(g) if read_on[i][1] => Some(weights.get(g, tensor)?),
                         _ => None,
                     };
                     (c, g)
@@ -260,7 +268,7 @@ impl<G: Backend> Runner<G> {
                 }
                 Op::Constant { .. } => {
                     c.values[i] = self.cpu_consts[i].as_ref().map(Value::Borrowed);
-                    g.values[i] = self.gpu_consts[i].as_ref().map(Value::Borrowed);
+                    g.values[i] = self.gpu_consts[i].as_deref().map(Value::Borrowed);
                 }
                 op => {
                     let call = OpCall { op, inputs: &self.input_descs[i], output: &node.out };
