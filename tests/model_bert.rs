@@ -1,0 +1,102 @@
+//! The BERT graph against transformers on the tiny fixture: every layer's output, fusion, padding.
+
+mod model_common;
+
+use mlx_native::graph::{optimize, Op};
+use mlx_native::models::{attention_bias, BertModel};
+use mlx_native::{DType, Executor, Tensor};
+use model_common::*;
+
+fn tiny() -> (BertModel, serde_json::Value) {
+    let model = BertModel::load(tiny_dir(), DType::F32).expect("tiny BERT loads");
+    (model, json(&tiny_dir().join("reference.json")))
+}
+
+fn ids_of(reference: &serde_json::Value) -> Vec<u32> {
+    reference["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn every_layer_matches_transformers() {
+    let (model, reference) = tiny();
+    let ids = ids_of(&reference);
+    let seq = ids.len();
+    let graph = model.graph(1, seq, true).unwrap();
+    let inputs = [Tensor::from_vec(ids, [1, seq]).unwrap(), attention_bias(&[seq], seq, DType::F32).unwrap()];
+    let outs = Executor::cpu().run(&graph, &inputs).unwrap();
+    let layers = reference["hidden_states_all_layers"].as_array().unwrap();
+    assert_eq!(outs.len(), layers.len(), "embedding output + one output per layer");
+    for (i, (out, want)) in outs.iter().zip(layers).enumerate() {
+        let want: Vec<f32> = rows(want).concat();
+        let d = max_abs_diff(&out.to_f32_vec(), &want);
+        println!("hidden state {i}: max abs diff {d:.2e}");
+        assert!(d <= 1e-4, "hidden state {i} (0 = embeddings) differs from transformers by {d}");
+    }
+    let last: Vec<f32> = rows(&reference["last_hidden_state"]).concat();
+    assert!(max_abs_diff(&outs.last().unwrap().to_f32_vec(), &last) <= 1e-4);
+}
+
+#[test]
+fn projections_fuse_into_linear_kernels() {
+    let (model, _) = tiny();
+    let g = optimize(&model.graph(2, 8, false).unwrap());
+    let count = |f: fn(&Op) -> bool| g.nodes().iter().filter(|n| f(&n.op)).count();
+    let layers = model.config().num_hidden_layers;
+    assert_eq!(count(|o| matches!(o, Op::FusedLinearAdd { transpose_b: true })), 5 * layers, "{}", g.describe());
+    assert_eq!(count(|o| matches!(o, Op::FusedLinearAddGelu { transpose_b: true, .. })), layers);
+    assert_eq!(count(|o| matches!(o, Op::MatMul { .. })), 0, "{}", g.describe());
+}
+
+#[test]
+fn padding_does_not_change_the_real_tokens() {
+    let (model, reference) = tiny();
+    let ids = ids_of(&reference);
+    // Row 0: the first 5 ids then 3 pads; row 1: all 8. Row 0's first 5 outputs must equal a run on 5 ids alone.
+    let seq = ids.len();
+    let mut batch = ids[..5].to_vec();
+    batch.extend([0u32; 3]);
+    batch.extend(&ids);
+    let graph = model.graph(2, seq, false).unwrap();
+    let out = Executor::cpu()
+        .run(&graph, &[Tensor::from_vec(batch, [2, seq]).unwrap(), attention_bias(&[5, seq], seq, DType::F32).unwrap()])
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    let alone = Executor::cpu()
+        .run(
+            &model.graph(1, 5, false).unwrap(),
+            &[Tensor::from_vec(ids[..5].to_vec(), [1, 5]).unwrap(), attention_bias(&[5], 5, DType::F32).unwrap()],
+        )
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    let h = model.config().hidden_size;
+    let d = max_abs_diff(&out[..5 * h], &alone);
+    assert!(d <= 1e-5, "padded row differs from the unpadded run by {d}");
+    let full: Vec<f32> = rows(&reference["last_hidden_state"]).concat();
+    assert!(max_abs_diff(&out[seq * h..], &full) <= 1e-4, "the unpadded row of the batch");
+}
+
+#[test]
+fn half_precision_stays_close() {
+    let (_, reference) = tiny();
+    let ids = ids_of(&reference);
+    let seq = ids.len();
+    let want: Vec<f32> = rows(&reference["last_hidden_state"]).concat();
+    for dtype in [DType::F16, DType::BF16] {
+        let model = BertModel::load(tiny_dir(), dtype).unwrap();
+        let out = Executor::cpu()
+            .run(
+                &model.graph(1, seq, false).unwrap(),
+                &[Tensor::from_vec(ids.clone(), [1, seq]).unwrap(), attention_bias(&[seq], seq, dtype).unwrap()],
+            )
+            .unwrap()
+            .remove(0);
+        assert_eq!(out.dtype(), dtype);
+        let got = out.to_f32_vec();
+        for t in 0..seq {
+            let c = cosine(&got[t * 128..(t + 1) * 128], &want[t * 128..(t + 1) * 128]);
+            assert!(c >= 0.999, "{dtype} token {t}: cosine {c}");
+        }
+    }
+}
