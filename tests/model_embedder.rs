@@ -178,6 +178,7 @@ fn cli_keeps_every_line_and_reports_bad_utf8() {
     assert!(stderr.contains("line 4") && stderr.contains("UTF-8"), "{stderr}");
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 6, "one output line per input line");
+    assert!(out.stdout.starts_with(b"{\"text\":\"hello world\",\"embedding\":["), "text first, then embedding");
     let texts = ["hello world", "the cat sat", "", "", "Grüße", "last"];
     let lib = cpu(&tiny_dir(), 8);
     for (i, l) in lines.iter().enumerate() {

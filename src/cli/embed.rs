@@ -110,6 +110,20 @@ pub struct BenchEmbedArgs {
     warmup: usize,
 }
 
+/// An output line; fields in this order, floats in f32's shortest round-trip form.
+#[derive(serde::Serialize)]
+struct EmbeddingLine<'a> {
+    text: &'a str,
+    embedding: &'a [f32],
+}
+
+/// The output line of an input line that could not be embedded.
+#[derive(serde::Serialize)]
+struct ErrorLine<'a> {
+    line: usize,
+    error: &'a str,
+}
+
 /// One line of input after decoding.
 type Line = std::result::Result<String, String>;
 
@@ -183,15 +197,16 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             let json = match line {
                 Ok(text) => {
                     let v = vecs.next().ok_or_else(|| Error::Graph("fewer embeddings than texts".into()))?;
-                    serde_json::json!({ "text": text, "embedding": v })
+                    serde_json::to_string(&EmbeddingLine { text, embedding: &v })
                 }
                 Err(msg) => {
                     bar.suspend(|| eprintln!("error: input line {number}: {msg}"));
                     bar.inc(1);
                     failed.push(number);
-                    serde_json::json!({ "line": number, "error": msg })
+                    serde_json::to_string(&ErrorLine { line: number, error: msg })
                 }
-            };
+            }
+            .map_err(|e| Error::arg("embed", format!("cannot write JSON: {e}")))?;
             writeln!(out, "{json}").map_err(|e| Error::io(&out_name, e))?;
         }
     }
