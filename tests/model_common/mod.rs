@@ -7,9 +7,15 @@ use mlx_native::exec::PlacementPolicy;
 use mlx_native::models::{EmbedOptions, Embedder};
 use mlx_native::{DType, Error};
 
-/// The repository root.
+/// The repository root: where the tests were built, or the working directory when the test binary runs on
+/// another machine (the GPU machine gets prebuilt test binaries and runs them from its copy of the repository).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if built.join("tests/fixtures").is_dir() {
+        built
+    } else {
+        std::env::current_dir().unwrap_or(built)
+    }
 }
 
 /// The tiny BERT fixture folder (a copy of the shared fixture plus sentence-transformers files).

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The sentence-embedding part of the GPU run (issue 5), in one call on the GPU machine (no Rust, no network; torch +
+# transformers present). The real model is too big to carry, so a random-weight MiniLM is made there with the real
+# tokenizer.json. Everything is logged under $OUT; a failing step is reported and the next one still runs.
+#
+#   BIN=.gpu/model/mlx-native TESTBIN=.gpu/model/model_minilm TOK=.gpu/model/tokenizer.json \
+#     scripts/gpu-embed-check.sh
+#
+# Steps: random model; PyTorch eager (CPU pinned to cores 0,1 with 2 threads; GPU 1x16 latency, 256x128 f32/f16);
+# mlx-native bench-embed with the same shapes; accuracy of `mlx-native embed` against PyTorch (GPU f32 <= 1e-4,
+# GPU f16 cosine >= 0.999, CPU f32 <= 1e-5); the MiniLM test binary (GPU vs CPU on the random model).
+set -u
+cd "$(dirname "$0")/.."
+BIN="${BIN:-.gpu/model/mlx-native}"
+TESTBIN="${TESTBIN:-.gpu/model/model_minilm}"
+TOK="${TOK:-.gpu/model/tokenizer.json}"
+OUT="${OUT:-/tmp/embed-out}"
+M="${M:-/tmp/random-minilm}"
+mkdir -p "$OUT"
+status=0
+step() {
+  local name="$1"
+  shift
+  echo "=== $name: $*"
+  if ! "$@" > "$OUT/$name.log" 2>&1; then
+    echo "FAILED: $name (see $name.log)"
+    status=1
+  fi
+  tail -n 12 "$OUT/$name.log"
+}
+
+step make_model python3 tools/make_random_minilm.py "$M" "$TOK"
+step torch_cpu taskset -c 0,1 python3 tools/torch_embed_bench.py bench "$M" --cpu-only --json "$OUT/torch_cpu.json" \
+  --texts-out "$OUT/ref_cpu.json"
+step ours_cpu env RAYON_NUM_THREADS=2 taskset -c 0,1 "$BIN" bench-embed --model "$M" --device cpu --batch 32 --tokens 64
+step torch_gpu python3 tools/torch_embed_bench.py bench "$M" --gpu-only --json "$OUT/torch_gpu.json" \
+  --texts-out "$OUT/ref_gpu.json"
+step ours_gpu_1x16 "$BIN" bench-embed --model "$M" --device cuda --dtype f32 --batch 1 --tokens 16 --runs 200 --warmup 20
+step ours_gpu_256x128_f32 "$BIN" bench-embed --model "$M" --device cuda --dtype f32 --batch 256 --tokens 128
+step ours_gpu_256x128_f16 "$BIN" bench-embed --model "$M" --device cuda --dtype f16 --batch 256 --tokens 128
+step ours_auto_1x16 "$BIN" bench-embed --model "$M" --device auto --dtype f32 --batch 1 --tokens 16 --runs 200 --warmup 20
+
+step embed_gpu_f32 sh -c "'$BIN' embed --model '$M' --device cuda --dtype f32 --input '$OUT/ref_gpu.txt' > '$OUT/ours_gpu_f32.jsonl'"
+step cmp_gpu_f32 python3 tools/torch_embed_bench.py compare "$OUT/ref_gpu.json" "$OUT/ours_gpu_f32.jsonl" \
+  --key embeddings_gpu_f32 --tol 1e-4
+step embed_gpu_f16 sh -c "'$BIN' embed --model '$M' --device cuda --dtype f16 --input '$OUT/ref_gpu.txt' > '$OUT/ours_gpu_f16.jsonl'"
+step cmp_gpu_f16 python3 tools/torch_embed_bench.py compare "$OUT/ref_gpu.json" "$OUT/ours_gpu_f16.jsonl" \
+  --key embeddings_gpu_f16 --tol 1 --min-cos 0.999
+step embed_gpu_bf16 sh -c "'$BIN' embed --model '$M' --device cuda --dtype bf16 --input '$OUT/ref_gpu.txt' > '$OUT/ours_gpu_bf16.jsonl'"
+step cmp_gpu_bf16 python3 tools/torch_embed_bench.py compare "$OUT/ref_gpu.json" "$OUT/ours_gpu_bf16.jsonl" \
+  --key embeddings_gpu_f32 --tol 1 --min-cos 0.999
+step embed_cpu_f32 sh -c "'$BIN' embed --model '$M' --device cpu --input '$OUT/ref_cpu.txt' > '$OUT/ours_cpu_f32.jsonl'"
+step cmp_cpu_f32 python3 tools/torch_embed_bench.py compare "$OUT/ref_cpu.json" "$OUT/ours_cpu_f32.jsonl" \
+  --key embeddings_cpu_f32 --tol 1e-5
+if [ -x "$TESTBIN" ]; then
+  step minilm_tests env MLX_NATIVE_MINILM_DIR="$M" "$TESTBIN" --nocapture --test-threads 1
+fi
+echo "gpu-embed-check: $([ $status = 0 ] && echo all steps passed || echo some steps FAILED); logs in $OUT"
+exit $status
