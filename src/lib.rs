@@ -30,6 +30,6 @@ pub mod tensor;
 pub mod util;
 
 pub use error::{Error, Result};
-pub use exec::{CompiledGraph, DevicePolicy, ExecOptions, Executor};
+pub use exec::{CompiledGraph, DevicePolicy, ExecOptions, ExecStats, Executor};
 pub use graph::{BinaryOp, GeluKind, Graph, GraphBuilder, NodeId, Op, ReduceKind, TensorDesc};
 pub use tensor::{DType, Element, Shape, Tensor};
