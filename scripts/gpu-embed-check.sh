@@ -3,16 +3,17 @@
 # transformers present). The real model is too big to carry, so a random-weight MiniLM is made there with the real
 # tokenizer.json. Everything is logged under $OUT; a failing step is reported and the next one still runs.
 #
-#   BIN=.gpu/model/mlx-native TESTBIN=.gpu/model/model_minilm TOK=.gpu/model/tokenizer.json \
-#     scripts/gpu-embed-check.sh
+#   BIN=.gpu/model/mlx-native TESTS=".gpu/model/model_minilm .gpu/model/model_bert .gpu/model/model_embedder" \
+#     TOK=.gpu/model/tokenizer.json OUT=$OUT/embed scripts/gpu-embed-check.sh
 #
 # Steps: random model; PyTorch eager (CPU pinned to cores 0,1 with 2 threads; GPU 1x16 latency, 256x128 f32/f16);
 # mlx-native bench-embed with the same shapes; accuracy of `mlx-native embed` against PyTorch (GPU f32 <= 1e-4,
-# GPU f16 cosine >= 0.999, CPU f32 <= 1e-5); the MiniLM test binary (GPU vs CPU on the random model).
+# GPU f16 cosine >= 0.999, CPU f32 <= 1e-5); the model test binaries (tiny BERT every layer on the GPU against
+# transformers, tiny embedder on the GPU against sentence-transformers, MiniLM GPU vs CPU on the random model).
 set -u
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.gpu/model/mlx-native}"
-TESTBIN="${TESTBIN:-.gpu/model/model_minilm}"
+TESTS="${TESTS:-.gpu/model/model_minilm .gpu/model/model_bert .gpu/model/model_embedder}"
 TOK="${TOK:-.gpu/model/tokenizer.json}"
 OUT="${OUT:-/tmp/embed-out}"
 M="${M:-/tmp/random-minilm}"
@@ -26,7 +27,8 @@ step() {
     echo "FAILED: $name (see $name.log)"
     status=1
   fi
-  tail -n 12 "$OUT/$name.log"
+  # The log's last lines, without transformers' load report and progress bars.
+  grep -v -E 'LOAD REPORT|MISSING|^Key |^-+\+|^Notes|newly initialized|^\s*$|it/s\]' "$OUT/$name.log" | tail -n "${TAIL:-8}"
 }
 
 step make_model python3 tools/make_random_minilm.py "$M" "$TOK"
@@ -52,8 +54,12 @@ step cmp_gpu_bf16 python3 tools/torch_embed_bench.py compare "$OUT/ref_gpu.json"
 step embed_cpu_f32 sh -c "'$BIN' embed --model '$M' --device cpu --input '$OUT/ref_cpu.txt' > '$OUT/ours_cpu_f32.jsonl'"
 step cmp_cpu_f32 python3 tools/torch_embed_bench.py compare "$OUT/ref_cpu.json" "$OUT/ours_cpu_f32.jsonl" \
   --key embeddings_cpu_f32 --tol 1e-5
-if [ -x "$TESTBIN" ]; then
-  step minilm_tests env MLX_NATIVE_MINILM_DIR="$M" "$TESTBIN" --nocapture --test-threads 1
-fi
+for t in $TESTS; do
+  if [ -x "$t" ]; then
+    TAIL=40 step "test_$(basename "$t")" env MLX_NATIVE_MINILM_DIR="$M" MLX_NATIVE_BIN="$BIN" "$t" --nocapture --test-threads 1
+  else
+    echo "=== test binary $t not found: skipped"
+  fi
+done
 echo "gpu-embed-check: $([ $status = 0 ] && echo all steps passed || echo some steps FAILED); logs in $OUT"
 exit $status

@@ -147,7 +147,9 @@ fn other_architectures_are_refused_by_name() {
 
 fn cli(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     use std::io::Write;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlx-native"));
+    // MLX_NATIVE_BIN: where the binary is when this test binary runs on another machine than it was built on.
+    let bin = std::env::var("MLX_NATIVE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mlx-native").to_string());
+    let mut cmd = Command::new(bin);
     cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
     let mut child = cmd.spawn().expect("the mlx-native binary runs");
@@ -210,4 +212,39 @@ fn cli_keeps_every_line_and_reports_bad_utf8() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tiny_on_gpu_matches_sentence_transformers() {
+    let (texts, _, want) = st_reference();
+    let texts: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let Some(e) = load(&tiny_dir(), PlacementPolicy::ForceGpu, dtype, 4) else { return };
+        let got = e.embed(&texts).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            if dtype == DType::F32 {
+                let d = max_abs_diff(g, w);
+                assert!(d <= 1e-4, "GPU f32 text {i}: max abs diff {d}");
+            } else {
+                let c = cosine(g, w);
+                assert!(c >= 0.999, "GPU {dtype} text {i}: cosine {c}");
+            }
+        }
+        if dtype == DType::F32 {
+            // Batch invariance on the GPU: each text alone vs in batches of 3 (reversed order).
+            let Some(one) = load(&tiny_dir(), PlacementPolicy::ForceGpu, dtype, 1) else { return };
+            let rev: Vec<&str> = texts.iter().rev().cloned().collect();
+            let batched: Vec<Vec<f32>> = load(&tiny_dir(), PlacementPolicy::ForceGpu, dtype, 3)
+                .unwrap()
+                .embed(&rev)
+                .unwrap()
+                .into_iter()
+                .rev()
+                .collect();
+            for (i, t) in texts.iter().enumerate() {
+                let d = max_abs_diff(&one.embed(&[t]).unwrap()[0], &batched[i]);
+                assert!(d <= 1e-5, "GPU batch invariance, text {i}: {d}");
+            }
+        }
+    }
 }

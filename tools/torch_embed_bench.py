@@ -206,6 +206,8 @@ def compare(a):
     import numpy as np
 
     ref = json.load(open(a.ref, encoding="utf-8"))
+    if a.key not in ref:
+        sys.exit(f"{a.key} is not in {a.ref} (the PyTorch run for it did not happen: no GPU?)")
     want = np.array(ref[a.key], dtype=np.float64)
     got = []
     for line in open(a.ours, encoding="utf-8"):

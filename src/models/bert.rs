@@ -9,7 +9,7 @@ use super::config::BertConfig;
 use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, GraphBuilder, NodeId};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, HostVec, Tensor};
 
 /// A linear layer in PyTorch's layout: weight `[out, in]`, bias `[out]`.
 #[derive(Clone, Debug)]
@@ -156,13 +156,12 @@ impl BertModel {
         let (h, heads, hd) = (c.hidden_size, c.num_attention_heads, c.head_dim());
 
         let word = g.constant(self.word.clone());
-        let tt_table = g.constant(self.token_type.clone());
-        let pos_table = g.constant(self.position.clone());
+        // The rows used are cut on the host when the graph is built, so no Slice runs per call.
+        let tt = g.constant(leading_rows(&self.token_type, 1)?);
+        let pos = g.constant(leading_rows(&self.position, seq)?);
         let x = g.embedding(word, ids)?;
         // Same order as transformers: (word + token_type) + position.
-        let tt = g.slice(tt_table, 0, 0, 1)?;
         let x = g.add(x, tt)?;
-        let pos = g.slice(pos_table, 0, 0, seq)?;
         let x = g.add(x, pos)?;
         let mut x = self.norm(g, x, &self.emb_norm)?;
         let embeddings = x;
@@ -229,6 +228,13 @@ impl BertModel {
         let b = g.constant(n.b.clone());
         g.layer_norm(x, w, b, self.config.layer_norm_eps)
     }
+}
+
+/// The first `rows` rows of a 2-D table, as a new tensor.
+fn leading_rows(table: &Tensor, rows: usize) -> Result<Tensor> {
+    let cols = table.shape().dims()[1];
+    let bytes = &table.as_bytes()[..rows * cols * table.dtype().size()];
+    Tensor::from_host_vec(HostVec::from_bytes(table.dtype(), bytes)?, [rows, cols])
 }
 
 /// The additive attention mask `[batch, 1, 1, seq]` in `dtype` for sequences of the given lengths padded to `seq`.
