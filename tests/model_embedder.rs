@@ -248,3 +248,24 @@ fn tiny_on_gpu_matches_sentence_transformers() {
         }
     }
 }
+
+#[test]
+fn embedder_is_shareable_and_weights_are_mapped() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Embedder>();
+    let w = mlx_native::models::Weights::load(tiny_dir().join("model.safetensors"), "bert.").unwrap();
+    let t = w.get("encoder.layer.0.attention.self.query.weight", &[128, 128], DType::F32).unwrap();
+    assert!(t.is_mapped(), "f32 weights are used in place from the memory map");
+    assert!(!w.get("encoder.layer.0.attention.self.query.weight", &[128, 128], DType::F16).unwrap().is_mapped());
+    let e = w.get("encoder.layer.0.attention.self.query.weight", &[128, 64], DType::F32).unwrap_err().to_string();
+    assert!(e.contains("query.weight") && e.contains("128, 64"), "{e}");
+    // One embedder used from several threads at once gives the same vectors as from one.
+    let emb = cpu(&tiny_dir(), 2);
+    let want = emb.embed(&["the cat sat", "hello world"]).unwrap();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| emb.embed(&["the cat sat", "hello world"]).unwrap())).collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}
