@@ -1,5 +1,6 @@
 //! Scalar math written to vectorise: branch-free, no libm calls, `#[inline(always)]` so the kernels that use it
-//! compile it with their SIMD features.
+//! compile it with their SIMD features. `mul_add` becomes one FMA instruction in the AVX2+FMA copies (see
+//! `simd.rs`); only the portable fallback, for CPUs without FMA, pays a library call for it.
 
 /// e^x for f32, within 2 ulp over the normal range; 0 below the smallest normal result, +inf above the largest,
 /// NaN for NaN. Cephes' reduction and polynomial with the power of two built from bits.
@@ -11,16 +12,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     // Adding 1.5·2²³ rounds to the nearest integer, which then sits in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
     let xc = x.clamp(-87.336_55, 88.722_83);
-    let t = (xc * LOG2E + MAGIC).clamp(MAGIC - 126.0, MAGIC + 127.0);
+    let t = xc.mul_add(LOG2E, MAGIC).clamp(MAGIC - 126.0, MAGIC + 127.0);
     let n = t - MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
     let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
     let scale = f32::from_bits(((ni + 127) << 23) as u32);
     let v = y * scale;
@@ -32,35 +33,88 @@ pub(crate) fn exp(x: f32) -> f32 {
     }
 }
 
-/// erfc(x) for f32 with relative error about 2e-7 everywhere, tails included (Numerical Recipes' `erfcc`
-/// Chebyshev fit, fractional error < 1.2e-7 in exact arithmetic). Relative accuracy in the tail is what keeps
-/// GELU's negative side accurate, where 1 + erf(x) would cancel.
+/// e^x for x <= 0: [`exp`] without the overflow side. 0 below the smallest normal result, NaN for NaN.
 #[inline(always)]
-pub fn erfc(x: f32) -> f32 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let mut p = 0.170_872_77_f32;
-    p = p * t + -0.822_152_23;
-    p = p * t + 1.488_515_9;
-    p = p * t + -1.135_204;
-    p = p * t + 0.278_868_07;
-    p = p * t + -0.186_288_06;
-    p = p * t + 0.096_784_18;
-    p = p * t + 0.374_091_96;
-    p = p * t + 1.000_023_7;
-    p = p * t + -1.265_512_2;
-    let ans = t * exp(p - z * z);
-    if x >= 0.0 {
-        ans
+pub(crate) fn exp_neg(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0;
+    // A select rather than `max`, which would turn NaN into a number.
+    let xc = if x < -87.336_55 { -87.336_55 } else { x };
+    let t = xc.mul_add(LOG2E, MAGIC);
+    let n = t - MAGIC;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let mut p = 1.987_569_1e-4_f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let v = y * f32::from_bits(((ni + 127) << 23) as u32);
+    if x < -87.336_55 {
+        0.0
     } else {
-        2.0 - ans
+        v
     }
 }
 
-/// GELU, erf form: 0.5·x·(1 + erf(x/√2)), computed as 0.5·x·erfc(-x/√2); within 1e-6 of the exact value.
+/// out[i] = f(x[i]), unrolled 32 wide so several independent vectors are in flight: the kernels here are long
+/// dependency chains, and one vector at a time leaves the FMA units waiting on latency.
+#[inline(always)]
+pub(crate) fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
+    const U: usize = 32;
+    let mut xc = x.chunks_exact(U);
+    let mut oc = out.chunks_exact_mut(U);
+    for (xs, os) in (&mut xc).zip(&mut oc) {
+        for i in 0..U {
+            os[i] = f(xs[i]);
+        }
+    }
+    for (o, v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+        *o = f(*v);
+    }
+}
+
+/// x[i] = f(x[i]), unrolled like [`map`].
+#[inline(always)]
+pub(crate) fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32) {
+    const U: usize = 32;
+    let mut xc = x.chunks_exact_mut(U);
+    for xs in &mut xc {
+        for v in xs.iter_mut() {
+            *v = f(*v);
+        }
+    }
+    for v in xc.into_remainder() {
+        *v = f(*v);
+    }
+}
+
+/// GELU, erf form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)), within 1e-6 of the exact value. Φ comes from erfc of |x|/√2
+/// by Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7), whose exp(-z²) factor keeps the negative tail
+/// relatively accurate where 1 + erf would cancel; beyond ±5.3 the result is 0 or x (within 3e-7 of exact).
 #[inline(always)]
 pub fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * erfc(-x * std::f32::consts::FRAC_1_SQRT_2)
+    let z = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
+    let t = 1.0 / 0.327_591_1f32.mul_add(z, 1.0);
+    let mut p = 1.061_405_4_f32;
+    p = p.mul_add(t, -1.453_152_1);
+    p = p.mul_add(t, 1.421_413_8);
+    p = p.mul_add(t, -0.284_496_74);
+    p = p.mul_add(t, 0.254_829_6);
+    // erfc(z) for z >= 0.
+    let c = t * p * exp_neg((-z) * z);
+    let h = 0.5 * x;
+    let g = if x < 0.0 { h * c } else { (-h).mul_add(c, x) };
+    let g = if x < -5.3 { 0.0 } else { g };
+    if x > 5.3 {
+        x
+    } else {
+        g
+    }
 }
 
 /// GELU, tanh form: 0.5·x·(1 + tanh(u)) with u = √(2/π)(x + 0.044715x³), computed as x·sigmoid(2u), which is
