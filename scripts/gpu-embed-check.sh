@@ -19,6 +19,12 @@ OUT="${OUT:-/tmp/embed-out}"
 M="${M:-/tmp/random-minilm}"
 mkdir -p "$OUT"
 status=0
+# Both CPU sides pinned to the same 2 cores (and 2 threads each).
+PIN=(taskset -c 0,1)
+if ! command -v taskset > /dev/null; then
+  echo "WARNING: taskset not found: the CPU rows run unpinned (still 2 threads each)"
+  PIN=()
+fi
 step() {
   local name="$1"
   shift
@@ -32,9 +38,9 @@ step() {
 }
 
 step make_model python3 tools/make_random_minilm.py "$M" "$TOK"
-step torch_cpu taskset -c 0,1 python3 tools/torch_embed_bench.py bench "$M" --cpu-only --json "$OUT/torch_cpu.json" \
+step torch_cpu "${PIN[@]}" python3 tools/torch_embed_bench.py bench "$M" --cpu-only --json "$OUT/torch_cpu.json" \
   --texts-out "$OUT/ref_cpu.json"
-step ours_cpu env RAYON_NUM_THREADS=2 taskset -c 0,1 "$BIN" bench-embed --model "$M" --device cpu --batch 32 --tokens 64
+step ours_cpu env RAYON_NUM_THREADS=2 "${PIN[@]}" "$BIN" bench-embed --model "$M" --device cpu --batch 32 --tokens 64
 step torch_gpu python3 tools/torch_embed_bench.py bench "$M" --gpu-only --json "$OUT/torch_gpu.json" \
   --texts-out "$OUT/ref_gpu.json"
 step ours_gpu_1x16 "$BIN" bench-embed --model "$M" --device cuda --dtype f32 --batch 1 --tokens 16 --runs 200 --warmup 20
