@@ -24,6 +24,7 @@ pub mod bench;
 pub mod error;
 pub mod exec;
 pub mod graph;
+pub mod models;
 pub mod pool;
 pub mod tensor;
 pub mod util;

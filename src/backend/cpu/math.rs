@@ -93,54 +93,6 @@ pub(crate) fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32) {
     }
 }
 
-/// erfc(x) for f32 with relative error about 2e-7 everywhere, tails included (Numerical Recipes' `erfcc`
-/// Chebyshev fit, fractional error < 1.2e-7 in exact arithmetic). Relative accuracy in the tail is what keeps
-/// GELU's negative side accurate, where 1 + erf(x) would cancel.
-#[inline(always)]
-pub fn erfc(x: f32) -> f32 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let mut p = 0.170_872_77_f32;
-    p = p.mul_add(t, -0.822_152_23);
-    p = p.mul_add(t, 1.488_515_9);
-    p = p.mul_add(t, -1.135_204);
-    p = p.mul_add(t, 0.278_868_07);
-    p = p.mul_add(t, -0.186_288_06);
-    p = p.mul_add(t, 0.096_784_18);
-    p = p.mul_add(t, 0.374_091_96);
-    p = p.mul_add(t, 1.000_023_7);
-    p = p.mul_add(t, -1.265_512_2);
-    let ans = t * exp_neg((-z).mul_add(z, p));
-    if x >= 0.0 {
-        ans
-    } else {
-        2.0 - ans
-    }
-}
-
-/// erf(x) for f32: a rational minimax approximation (as in Eigen and XLA) on [-4, 4], where f32's erf reaches
-/// ±1; error about 6.5e-8. The two polynomials are evaluated in f64 (still vectorised): in f32 their rounding
-/// adds up to 6 ulp, which GELU multiplies by x/2 and which then exceeds 1e-6 near |x| = 4.6. The division is
-/// done in f32, where it is cheap.
-#[inline(always)]
-pub fn erf(x: f32) -> f32 {
-    let xd = x.clamp(-4.0, 4.0) as f64;
-    let x2 = xd * xd;
-    let mut p = -2.726_142_258_013_06e-10_f64;
-    p = p.mul_add(x2, 2.770_681_424_959_02e-8);
-    p = p.mul_add(x2, -2.101_024_020_825_08e-6);
-    p = p.mul_add(x2, -5.692_506_394_623_46e-5);
-    p = p.mul_add(x2, -7.349_906_303_268_55e-4);
-    p = p.mul_add(x2, -2.954_599_808_540_25e-3);
-    p = p.mul_add(x2, -1.609_603_332_624_15e-2);
-    let mut q = -1.456_607_184_649_96e-5_f64;
-    q = q.mul_add(x2, -2.133_740_552_789_05e-4);
-    q = q.mul_add(x2, -1.682_826_974_382_03e-3);
-    q = q.mul_add(x2, -7.373_329_167_204_68e-3);
-    q = q.mul_add(x2, -1.426_473_905_141_89e-2);
-    (p * xd) as f32 / q as f32
-}
-
 /// GELU, erf form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)), within 1e-6 of the exact value. Φ comes from erfc of |x|/√2
 /// by Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7), whose exp(-z²) factor keeps the negative tail
 /// relatively accurate where 1 + erf would cancel; beyond ±5.3 the result is 0 or x (within 3e-7 of exact).

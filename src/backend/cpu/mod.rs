@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Op, TensorDesc};
 use crate::tensor::{HostVec, Tensor};
 
-pub use math::{erf, erfc, gelu_erf, gelu_tanh};
+pub use math::{gelu_erf, gelu_tanh};
 
 /// A buffer in host memory: an owned vector, or a shared tensor (inputs and weights are not copied).
 #[derive(Debug)]
