@@ -1,0 +1,204 @@
+//! Scaled dot-product attention with a tiled online softmax (flash-attention style): each task owns a block of
+//! query rows of one head and walks the keys in blocks, so at most one [BQ × BK] tile of scores exists per task
+//! and memory never grows with batch × heads × seq².
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use super::buffer::{f32_input, write_f32};
+use super::math;
+use super::matmul::{gemm_f32, Mat};
+use super::simd::multiversion;
+use super::CpuBuffer;
+use crate::error::Result;
+use crate::graph::TensorDesc;
+use crate::tensor::{HostVec, Shape};
+
+/// Query rows per task.
+const BQ: usize = 64;
+/// Keys per score tile.
+const BK: usize = 256;
+
+/// Sizes and operands shared by every task.
+struct Problem<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    /// The mask and its strides broadcast to [b, hq, sq, skv].
+    mask: Option<(&'a [f32], [usize; 4])>,
+    hq: usize,
+    group: usize,
+    hkv: usize,
+    sq: usize,
+    skv: usize,
+    d: usize,
+    dv: usize,
+    scale: f32,
+    causal: bool,
+}
+
+fn dims4(s: &Shape) -> [usize; 4] {
+    let d = s.dims();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// softmax(scale·q·kᵀ + mask, causal) · v over inputs q, k, v[, mask]. A query row that sees no key gives 0.
+pub(crate) fn attention(
+    xs: &[&CpuBuffer],
+    ds: &[TensorDesc],
+    scale: f32,
+    causal: bool,
+    out: &mut HostVec,
+    od: &TensorDesc,
+) -> Result<()> {
+    let q = f32_input(xs[0], &ds[0])?;
+    let k = f32_input(xs[1], &ds[1])?;
+    let v = f32_input(xs[2], &ds[2])?;
+    let [b, hq, sq, d] = dims4(&ds[0].shape);
+    let [_, hkv, skv, _] = dims4(&ds[1].shape);
+    let dv = ds[2].shape.dims()[3];
+    let mask: Option<(Cow<'_, [f32]>, [usize; 4])> = match (xs.get(3), ds.get(3)) {
+        (Some(m), Some(md)) => {
+            let st = md.shape.broadcast_strides(&Shape::new([b, hq, sq, skv]));
+            Some((f32_input(m, md)?, [st[0], st[1], st[2], st[3]]))
+        }
+        _ => None,
+    };
+    let p = Problem {
+        q: &q,
+        k: &k,
+        v: &v,
+        mask: mask.as_ref().map(|(m, s)| (&m[..], *s)),
+        hq,
+        group: hq / hkv.max(1),
+        hkv,
+        sq,
+        skv,
+        d,
+        dv,
+        scale,
+        causal,
+    };
+    write_f32(out, od.shape.numel(), |o| {
+        if o.is_empty() {
+            return Ok(());
+        }
+        o.par_chunks_mut(sq * dv).enumerate().try_for_each(|(bh, oh)| {
+            oh.par_chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| p.block(bh, qb * BQ, ob))
+        })
+    })
+}
+
+impl Problem<'_> {
+    /// Query rows `i0..` (as many as `out` holds) of head `bh` (= batch · hq + head).
+    fn block(&self, bh: usize, i0: usize, out: &mut [f32]) -> Result<()> {
+        let (d, dv, sq, skv) = (self.d, self.dv, self.sq, self.skv);
+        let bq = out.len() / dv;
+        let (bi, h) = (bh / self.hq, bh % self.hq);
+        let kvh = bi * self.hkv + h / self.group;
+        let q_off = (bh * sq + i0) * d;
+        let (k_base, v_base) = (kvh * skv * d, kvh * skv * dv);
+        let mut scores = vec![0f32; bq * BK.min(skv.max(1))];
+        let mut m = vec![f32::NEG_INFINITY; bq];
+        let mut l = vec![0f32; bq];
+        out.fill(0.0);
+        // Keys past the last row's causal limit are hidden from the whole block.
+        let block_limit = (i0 + bq - 1 + skv) as isize - sq as isize;
+        let mut j0 = 0;
+        while j0 < skv && !(self.causal && j0 as isize > block_limit) {
+            let bk = BK.min(skv - j0);
+            let s = &mut scores[..bq * bk];
+            gemm_f32(
+                [bq, d, bk],
+                self.q,
+                Mat::dense(q_off, d, false),
+                self.k,
+                Mat::dense(k_base + j0 * d, d, true),
+                s,
+                false,
+                false,
+            )?;
+            for (r, srow) in s.chunks_mut(bk).enumerate() {
+                let i = i0 + r;
+                match self.mask {
+                    Some((mv, ms)) => {
+                        let base = bi * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
+                        if ms[3] == 0 {
+                            scale_add(srow, self.scale, &mv[base..base + 1], 0);
+                        } else {
+                            scale_add(srow, self.scale, &mv[base..base + bk], 1);
+                        }
+                    }
+                    None => scale_add(srow, self.scale, &[0.0], 0),
+                }
+                if self.causal {
+                    // Key j0 + c is visible when j0 + c <= i + skv - sq.
+                    let visible = (i + skv) as isize - sq as isize - j0 as isize + 1;
+                    srow[visible.clamp(0, bk as isize) as usize..].fill(f32::NEG_INFINITY);
+                }
+                let m_new = m[r].max(math::max(srow));
+                if m_new == f32::NEG_INFINITY {
+                    srow.fill(0.0);
+                    continue;
+                }
+                let corr = math::exp(m[r] - m_new);
+                l[r] = l[r] * corr + exp_shift_sum(srow, m_new);
+                m[r] = m_new;
+                if corr != 1.0 {
+                    for o in &mut out[r * dv..(r + 1) * dv] {
+                        *o *= corr;
+                    }
+                }
+            }
+            gemm_f32(
+                [bq, bk, dv],
+                s,
+                Mat::dense(0, bk, false),
+                self.v,
+                Mat::dense(v_base + j0 * dv, dv, false),
+                out,
+                false,
+                true,
+            )?;
+            j0 += bk;
+        }
+        for (r, orow) in out.chunks_mut(dv).enumerate() {
+            if l[r] > 0.0 {
+                let inv = 1.0 / l[r];
+                for o in orow {
+                    *o *= inv;
+                }
+            } else {
+                orow.fill(0.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+multiversion! {
+    /// row = row·scale + add (add's step is 1, or 0 for one broadcast value).
+    fn scale_add(row: &mut [f32], scale: f32, add: &[f32], step: usize) {
+        if step == 1 {
+            for (x, a) in row.iter_mut().zip(add) {
+                *x = *x * scale + a;
+            }
+        } else {
+            let a = add[0];
+            for x in row.iter_mut() {
+                *x = *x * scale + a;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// row = exp(row - m); returns the row's sum.
+    fn exp_shift_sum(row: &mut [f32], m: f32) -> f32 {
+        for x in row.iter_mut() {
+            *x = math::exp(*x - m);
+        }
+        math::sum(row)
+    }
+}
