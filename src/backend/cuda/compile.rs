@@ -264,7 +264,8 @@ impl Kernels {
             return Ok(f);
         }
         let m = self.module(src)?;
-        let f = m.load_function(name).map_err(|e| Error::Gpu(format!("kernel {name} not found in {}: {e}", src.name)))?;
+        let f =
+            m.load_function(name).map_err(|e| Error::Gpu(format!("kernel {name} not found in {}: {e}", src.name)))?;
         if let Ok(mut fs) = self.functions.lock() {
             fs.insert(name.to_string(), f.clone());
         }

@@ -59,17 +59,15 @@ pub(crate) fn drv(what: &str) -> impl FnOnce(DriverError) -> Error + '_ {
 pub fn check_libraries() -> std::result::Result<(), String> {
     // SAFETY: the presence checks only try to open the shared libraries by name; they touch no CUDA state.
     let (cuda, nvrtc, cublaslt) = unsafe {
-        (
-            sys::is_culib_present(),
-            cudarc::nvrtc::sys::is_culib_present(),
-            cudarc::cublaslt::sys::is_culib_present(),
-        )
+        (sys::is_culib_present(), cudarc::nvrtc::sys::is_culib_present(), cudarc::cublaslt::sys::is_culib_present())
     };
     if !cuda {
         return Err("no libcuda (the NVIDIA driver is not installed or not on the library path)".into());
     }
     if !nvrtc {
-        return Err("libnvrtc not found (install the CUDA 13 runtime compiler, e.g. the nvidia-cuda-nvrtc wheel)".into());
+        return Err(
+            "libnvrtc not found (install the CUDA 13 runtime compiler, e.g. the nvidia-cuda-nvrtc wheel)".into()
+        );
     }
     if !cublaslt {
         return Err("libcublasLt not found (install the CUDA 13 cuBLAS libraries)".into());

@@ -119,7 +119,13 @@ impl CudaBackend {
     }
 
     /// GELU (either form) or SiLU, elementwise.
-    pub(crate) fn unary(&self, kernel: &'static str, desc: &TensorDesc, x: &CudaBuffer, out: &mut CudaBuffer) -> Result<()> {
+    pub(crate) fn unary(
+        &self,
+        kernel: &'static str,
+        desc: &TensorDesc,
+        x: &CudaBuffer,
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
         let n = desc.shape.numel();
         if n == 0 {
             return Ok(());
@@ -162,11 +168,15 @@ impl CudaBackend {
         let grid = grid_stride(&self.dev.info, n, BLOCK);
         let mut l = self.dev.stream.launch_builder(&f);
         l.arg(&px).arg(&po).arg(&n64);
-        if name == "cast_i64_u32" {
+        let checks = name == "cast_i64_u32";
+        if checks {
             l.arg(&flag);
-            self.arm_flag();
         }
         // SAFETY: x and out hold n elements of their dtypes; the flag is the backend's 16-byte error word.
-        unsafe { l.launch(cfg(grid, BLOCK)) }.map(drop).map_err(super::launch_err("cast"))
+        unsafe { l.launch(cfg(grid, BLOCK)) }.map_err(super::launch_err("cast"))?;
+        if checks {
+            self.arm_flag();
+        }
+        Ok(())
     }
 }

@@ -43,10 +43,12 @@ impl CudaBackend {
         let (c64, v64, d64) = (count as i64, vocab as i64, dim as i64);
         let grid = count.min(65535 * 16) as u32;
         let block = if dim >= 512 { 128 } else { 64 };
-        self.arm_flag();
         let mut l = self.dev.stream.launch_builder(&f);
         l.arg(&pt).arg(&pi).arg(&po).arg(&c64).arg(&v64).arg(&d64).arg(&flag);
         // SAFETY: table holds vocab*dim elements, ids count, out count*dim; ids are clamped to [0, vocab).
-        unsafe { l.launch(cfg(grid, block)) }.map(drop).map_err(super::launch_err("embedding"))
+        unsafe { l.launch(cfg(grid, block)) }.map_err(super::launch_err("embedding"))?;
+        // Armed after queueing: a check that sees the flag armed reads it after this kernel in stream order.
+        self.arm_flag();
+        Ok(())
     }
 }

@@ -72,8 +72,8 @@ pub(crate) fn collapse(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, 
         if shape[i] == 1 {
             continue;
         }
-        let mergeable = !out_shape.is_empty()
-            && strides.iter().zip(&out_strides).all(|(s, o)| o[o.len() - 1] == s[i] * shape[i]);
+        let mergeable =
+            !out_shape.is_empty() && strides.iter().zip(&out_strides).all(|(s, o)| o[o.len() - 1] == s[i] * shape[i]);
         if mergeable {
             let last = out_shape.len() - 1;
             out_shape[last] *= shape[i];

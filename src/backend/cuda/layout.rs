@@ -64,7 +64,13 @@ impl CudaBackend {
     }
 
     /// out axis i = input axis perm[i].
-    pub(crate) fn transpose(&self, perm: &[usize], x: &TensorDesc, xb: &CudaBuffer, out: &mut CudaBuffer) -> Result<()> {
+    pub(crate) fn transpose(
+        &self,
+        perm: &[usize],
+        x: &TensorDesc,
+        xb: &CudaBuffer,
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
         let d = x.shape.dims();
         let xs = contiguous(d);
         let shape: Vec<usize> = perm.iter().map(|&p| d[p]).collect();

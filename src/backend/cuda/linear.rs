@@ -1,126 +1,47 @@
-//! MatMul and the fused linear ops: shapes and batch broadcasting here, the product itself in one `gemm` call per
-//! strided batch. Bias and GELU are applied in place by `bias_*` kernels of elementwise.cu (exact erf or tanh GELU,
-//! as the op asks).
+//! MatMul and the fused linear ops: shapes and batch broadcasting here, the products through the cuBLASLt
+//! [`Gemm`] of matmul.rs (exact f32 by default; f16/bf16 on tensor cores with f32 accumulation).
 //!
-//! The product currently goes through cuBLAS (`cublasGemmStridedBatchedEx`, f32 accumulation, exact f32 for f32:
-//! no TF32), until the cuBLASLt `Gemm` of matmul.rs takes over.
+//! Epilogues: `FusedLinearAdd` uses cuBLASLt's bias epilogue; `FusedLinearAddGelu` with the tanh form uses its
+//! GELU-bias epilogue (measured to compute the tanh form, see matmul.rs). cuBLASLt has no erf-GELU epilogue, so the
+//! erf form runs the plain product and then one in-place `bias_gelu_erf` kernel (elementwise.cu), exact to the
+//! definition: one extra pass over the output (mostly from L2 right after the product).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use cudarc::cublas::{result as blas, sys as bsys};
 use cudarc::driver::PushKernelArg;
 
-use super::device::no_panic;
 use super::elementwise::{suffix, SOURCE as EW};
 use super::launch::{cfg, collapse, grid_stride, BLOCK};
+use super::matmul::{Epilogue, Gemm, GemmSpec};
 use super::{CudaBackend, CudaBuffer};
 use crate::error::{Error, Result};
 use crate::graph::{matmul_shape, GeluKind, TensorDesc};
-use crate::tensor::{DType, Shape};
+use crate::tensor::Shape;
 
-/// One strided batch of row-major products C[i] = op(A[i]) · op(B[i]); strides and offsets in elements.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct GemmCall {
-    pub dtype: DType,
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub ta: bool,
-    pub tb: bool,
-    pub a: u64,
-    pub b: u64,
-    pub c: u64,
-    pub stride_a: usize,
-    pub stride_b: usize,
-    pub stride_c: usize,
-}
-
-/// A cuBLAS handle bound to the backend's stream.
-pub(crate) struct Blas(bsys::cublasHandle_t);
-
-// SAFETY: the handle is used under the backend's mutex only, one thread at a time.
-unsafe impl Send for Blas {}
-
-impl Drop for Blas {
-    fn drop(&mut self) {
-        // SAFETY: created by `create_handle`, destroyed once.
-        let _ = unsafe { blas::destroy_handle(self.0) };
-    }
-}
-
-/// Lazily created cuBLAS state.
-pub(crate) type BlasSlot = Mutex<Option<Blas>>;
-
-fn data_type(d: DType) -> Result<bsys::cudaDataType> {
-    Ok(match d {
-        DType::F32 => bsys::cudaDataType::CUDA_R_32F,
-        DType::F16 => bsys::cudaDataType::CUDA_R_16F,
-        DType::BF16 => bsys::cudaDataType::CUDA_R_16BF,
-        other => return Err(Error::DTypeMismatch { op: "MatMul", expected: "a float dtype".into(), got: other }),
-    })
-}
+/// The lazily created cuBLASLt engine of a backend.
+pub(crate) type GemmSlot = Mutex<Option<Arc<Gemm>>>;
 
 impl CudaBackend {
-    fn gemm(&self, g: &GemmCall) -> Result<()> {
-        if g.batch == 0 || g.m == 0 || g.n == 0 {
+    fn gemm_engine(&self) -> Result<Arc<Gemm>> {
+        let mut slot = self.gemm.lock().map_err(|_| Error::Gpu("matmul engine lock poisoned".into()))?;
+        if let Some(g) = slot.as_ref() {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(super::device::no_panic("cuBLASLt start", || Gemm::new(self.dev.stream.clone()))?);
+        *slot = Some(g.clone());
+        Ok(g)
+    }
+
+    /// One (strided-batched) product; k = 0 gives zeros (plus the bias).
+    fn gemm(&self, spec: &GemmSpec, a: u64, b: u64, bias: Option<u64>, c: u64) -> Result<()> {
+        if spec.k == 0 {
+            let bytes = spec.batch * spec.m * spec.n * spec.dtype.size();
+            // SAFETY: C holds batch*m*n elements (checked by `execute`).
+            unsafe { cudarc::driver::result::memset_d8_async(c, 0, bytes, self.dev.stream.cu_stream()) }
+                .map_err(super::device::drv("zeroing a matmul output"))?;
             return Ok(());
         }
-        let too_big = |x: usize| x > i32::MAX as usize;
-        if [g.batch, g.m, g.n, g.k].iter().any(|&x| too_big(x)) {
-            return Err(Error::Unsupported { backend: "cuda", what: format!("matmul dimensions over 2^31: {g:?}") });
-        }
-        let mut slot = self.blas.lock().map_err(|_| Error::Gpu("cuBLAS lock poisoned".into()))?;
-        if slot.is_none() {
-            let h = no_panic("cuBLAS start", || {
-                blas::create_handle().map_err(|e| Error::Gpu(format!("cublasCreate: {e:?}")))
-            })?;
-            let b = Blas(h);
-            // SAFETY: a live handle and the backend's live stream.
-            unsafe { blas::set_stream(b.0, self.dev.stream.cu_stream() as _) }
-                .map_err(|e| Error::Gpu(format!("cublasSetStream: {e:?}")))?;
-            *slot = Some(b);
-        }
-        let h = slot.as_ref().map(|b| b.0).ok_or_else(|| Error::Gpu("no cuBLAS handle".into()))?;
-        let t = data_type(g.dtype)?;
-        let op = |t: bool| if t { bsys::cublasOperation_t::CUBLAS_OP_T } else { bsys::cublasOperation_t::CUBLAS_OP_N };
-        // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: swap the operands.
-        let lda = if g.tb { g.k } else { g.n };
-        let ldb = if g.ta { g.m } else { g.k };
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        no_panic("cuBLAS gemm", || {
-            // SAFETY: pointers and strides describe the caller's live buffers; alpha/beta are host f32 as
-            // CUBLAS_COMPUTE_32F expects.
-            unsafe {
-                blas::gemm_strided_batched_ex(
-                    h,
-                    op(g.tb),
-                    op(g.ta),
-                    g.n as i32,
-                    g.m as i32,
-                    g.k as i32,
-                    &alpha as *const f32 as *const _,
-                    g.b as *const _,
-                    t,
-                    lda as i32,
-                    g.stride_b as i64,
-                    g.a as *const _,
-                    t,
-                    ldb as i32,
-                    g.stride_a as i64,
-                    &beta as *const f32 as *const _,
-                    g.c as *mut _,
-                    t,
-                    g.n as i32,
-                    g.stride_c as i64,
-                    g.batch as i32,
-                    bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                    bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-                )
-            }
-            .map_err(|e| Error::Gpu(format!("cublasGemmStridedBatchedEx {g:?}: {e:?}")))
-        })?;
-        Ok(())
+        self.gemm_engine()?.run(spec, a, b, bias, c)
     }
 
     /// Batched matmul with broadcast batch dimensions.
@@ -162,21 +83,17 @@ impl CudaBackend {
                 ob += idx * st[1][d];
                 oc += idx * st[2][d];
             }
-            self.gemm(&GemmCall {
-                dtype: out_desc.dtype,
+            debug_assert!(inner <= 1 || ic == 1, "output batches are packed");
+            let spec = GemmSpec {
                 batch: inner,
-                m,
-                n,
-                k,
-                ta,
-                tb,
-                a: a.device_ptr() + (oa * mk) as u64 * es,
-                b: b.device_ptr() + (ob * kn) as u64 * es,
-                c: out.device_ptr() + (oc * mn) as u64 * es,
+                transpose_a: ta,
+                transpose_b: tb,
                 stride_a: ia * mk,
                 stride_b: ib * kn,
-                stride_c: ic * mn,
-            })?;
+                ..GemmSpec::new(out_desc.dtype, m, n, k)
+            };
+            let (pa, pb) = (a.device_ptr() + (oa * mk) as u64 * es, b.device_ptr() + (ob * kn) as u64 * es);
+            self.gemm(&spec, pa, pb, None, out.device_ptr() + (oc * mn) as u64 * es)?;
         }
         Ok(())
     }
@@ -196,22 +113,22 @@ impl CudaBackend {
     ) -> Result<()> {
         let (_, [_, k, n]) = matmul_shape("FusedLinearAdd", &ins[0].shape, &ins[1].shape, false, tb)?;
         let m = ins[0].shape.rows();
-        self.gemm(&GemmCall {
-            dtype: out_desc.dtype,
-            batch: 1,
-            m,
-            n,
-            k,
-            ta: false,
-            tb,
-            a: x.device_ptr(),
-            b: w.device_ptr(),
-            c: out.device_ptr(),
-            stride_a: 0,
-            stride_b: 0,
-            stride_c: 0,
-        })?;
-        self.bias_act(gelu, out_desc, out, bias, n)
+        let base = GemmSpec { transpose_b: tb, ..GemmSpec::new(out_desc.dtype, m, n, k) };
+        let (px, pw, pb, po) = (x.device_ptr(), w.device_ptr(), bias.device_ptr(), out.device_ptr());
+        match gelu {
+            _ if k == 0 => {
+                self.gemm(&base, px, pw, None, po)?;
+                self.bias_act(gelu, out_desc, out, bias, n)
+            }
+            None => self.gemm(&GemmSpec { epilogue: Epilogue::Bias, ..base }, px, pw, Some(pb), po),
+            Some(GeluKind::Tanh) => {
+                self.gemm(&GemmSpec { epilogue: Epilogue::BiasGelu(GeluKind::Tanh), ..base }, px, pw, Some(pb), po)
+            }
+            Some(GeluKind::Erf) => {
+                self.gemm(&base, px, pw, None, po)?;
+                self.bias_act(gelu, out_desc, out, bias, n)
+            }
+        }
     }
 
     /// y = act(y + bias) in place, bias repeating every `n` elements.

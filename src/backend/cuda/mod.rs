@@ -1,5 +1,5 @@
 //! The CUDA backend: one device, one stream, a caching pool of device memory, pinned staging for transfers, and
-//! NVRTC-compiled kernels for every op (matmuls through cuBLAS).
+//! NVRTC-compiled kernels for every op (matmuls through cuBLASLt, matmul.rs).
 //!
 //! Everything is loaded at run time (cudarc with dynamic loading): the crate builds without a CUDA toolkit, and on a
 //! machine without a driver, device or library [`CudaBackend::new`] is an `Err` with the reason, never a panic.
@@ -17,6 +17,7 @@ mod embedding;
 mod launch;
 mod layout;
 mod linear;
+pub mod matmul;
 mod norm;
 mod reduce;
 mod transfer;
@@ -28,7 +29,7 @@ use cudarc::driver::{result, sys, DriverError};
 
 pub use buffer::{CudaBuffer, DeviceMem};
 pub use compile::{KernelSource, LoadEvent};
-pub use device::{DeviceInfo, Device};
+pub use device::{Device, DeviceInfo};
 pub use transfer::PinnedMem;
 
 use crate::backend::{Backend, OpCall};
@@ -39,14 +40,7 @@ use crate::tensor::{DType, HostVec, Tensor};
 
 /// Every kernel source of the backend (the compile test checks each `.cu` file is listed here).
 pub fn kernel_sources() -> [&'static KernelSource; 6] {
-    [
-        &elementwise::SOURCE,
-        &norm::SOURCE,
-        &reduce::SOURCE,
-        &layout::SOURCE,
-        &embedding::SOURCE,
-        &attention::SOURCE,
-    ]
+    [&elementwise::SOURCE, &norm::SOURCE, &reduce::SOURCE, &layout::SOURCE, &embedding::SOURCE, &attention::SOURCE]
 }
 
 pub(crate) fn launch_err(what: &'static str) -> impl FnOnce(DriverError) -> Error {
@@ -62,7 +56,7 @@ pub struct CudaBackend {
     /// Two u64 on the device: error code and offending value (see the module docs).
     flag: CudaBuffer,
     flag_armed: AtomicBool,
-    blas: linear::BlasSlot,
+    gemm: linear::GemmSlot,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -112,7 +106,7 @@ impl CudaBackend {
                 kernels,
                 flag,
                 flag_armed: AtomicBool::new(false),
-                blas: Mutex::new(None),
+                gemm: Mutex::new(None),
             })
         })
     }
@@ -168,10 +162,12 @@ impl CudaBackend {
         // SAFETY: 16 bytes from the flag buffer into a local array, then the stream is synchronized before the
         // array is read; the reset is queued after the read.
         unsafe {
-            result::memcpy_dtoh_async(&mut word[..], self.flag.device_ptr(), s).map_err(device::drv("reading the error flag"))?;
+            result::memcpy_dtoh_async(&mut word[..], self.flag.device_ptr(), s)
+                .map_err(device::drv("reading the error flag"))?;
             result::stream::synchronize(s).map_err(device::drv("stream synchronize"))?;
             if word[0] != 0 {
-                result::memset_d8_async(self.flag.device_ptr(), 0, 16, s).map_err(device::drv("clearing the error flag"))?;
+                result::memset_d8_async(self.flag.device_ptr(), 0, 16, s)
+                    .map_err(device::drv("clearing the error flag"))?;
             }
         }
         match word[0] {
@@ -280,7 +276,9 @@ impl Backend for CudaBackend {
             Op::RmsNorm { eps } => self.rowwise(norm::RowOp::RmsNorm, *eps, o, inputs[0], Some(inputs[1]), None, out),
             Op::Softmax => self.rowwise(norm::RowOp::Softmax, 0.0, o, inputs[0], None, None, out),
             Op::Reduce { kind, axis, .. } => self.reduce(*kind, *axis, &ins[0], inputs[0], out),
-            Op::Reshape { .. } => transfer::copy_d2d(&self.dev.stream, inputs[0].device_ptr(), out.device_ptr(), o.bytes()),
+            Op::Reshape { .. } => {
+                transfer::copy_d2d(&self.dev.stream, inputs[0].device_ptr(), out.device_ptr(), o.bytes())
+            }
             Op::Transpose { perm } => self.transpose(perm, &ins[0], inputs[0], out),
             Op::Slice { axis, start, .. } => self.slice(*axis, *start, &ins[0], o, inputs[0], out),
             Op::Concat { axis } => self.concat(*axis, ins, o, inputs, out),

@@ -14,7 +14,8 @@ use crate::error::Result;
 use crate::graph::TensorDesc;
 
 /// The source.
-pub(crate) static SOURCE: KernelSource = KernelSource { name: "norm.cu", text: include_str!("kernels/norm.cu"), common: true };
+pub(crate) static SOURCE: KernelSource =
+    KernelSource { name: "norm.cu", text: include_str!("kernels/norm.cu"), common: true };
 
 /// Which row-wise op.
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +27,7 @@ pub(crate) enum RowOp {
 
 impl CudaBackend {
     /// Runs a row-wise op. `w`/`b` are the weight and bias (unused ones may be any buffer).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn rowwise(
         &self,
         op: RowOp,

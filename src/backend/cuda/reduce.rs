@@ -41,7 +41,8 @@ impl CudaBackend {
         let stream = &self.dev.stream;
         if inner == 1 {
             // Few long rows: a block per row; many rows: a warp per row.
-            let (g, block) = if outer < 4 * self.dev.info.sm_count as usize && r > 1024 { (1024, 1024) } else { (32, 256) };
+            let (g, block) =
+                if outer < 4 * self.dev.info.sm_count as usize && r > 1024 { (1024, 1024) } else { (32, 256) };
             let grid = outer.div_ceil(block / g);
             let f = self.kernels.function(&SOURCE, &format!("reduce_rows_{k}_{sfx}"))?;
             let g32 = g as i32;
