@@ -13,6 +13,9 @@ use crate::tensor::DType;
 pub(crate) static SOURCE: KernelSource =
     KernelSource { name: "elementwise.cu", text: include_str!("kernels/elementwise.cu"), common: true };
 
+/// 16-byte packs each thread handles per loop iteration in the streaming kernels (`UNROLL` in elementwise.cu).
+const UNROLL: usize = 4;
+
 /// Kernel-name suffix of a float dtype.
 pub(crate) fn suffix(dtype: DType) -> Result<&'static str> {
     match dtype {
@@ -89,7 +92,7 @@ impl CudaBackend {
         match classify(&shape, &st[0], &st[1]) {
             Layout::Same => {
                 let f = self.kernels.function(&SOURCE, &format!("binary_same_{}_{sfx}", op_name(op)))?;
-                let grid = grid_stride(info, n.div_ceil(16 / out_desc.dtype.size()), BLOCK);
+                let grid = grid_stride(info, n.div_ceil(UNROLL * 16 / out_desc.dtype.size()), BLOCK);
                 let mut l = stream.launch_builder(&f);
                 l.arg(&pa).arg(&pb).arg(&po).arg(&n64);
                 // SAFETY: a, b and out hold n elements of the kernel's dtype (checked by `execute`).
@@ -132,7 +135,7 @@ impl CudaBackend {
         }
         let f = self.kernels.function(&SOURCE, &format!("{kernel}_{}", suffix(desc.dtype)?))?;
         let (px, po, n64) = (x.device_ptr(), out.device_ptr(), n as i64);
-        let grid = grid_stride(&self.dev.info, n.div_ceil(16 / desc.dtype.size()), BLOCK);
+        let grid = grid_stride(&self.dev.info, n.div_ceil(UNROLL * 16 / desc.dtype.size()), BLOCK);
         let mut l = self.dev.stream.launch_builder(&f);
         l.arg(&px).arg(&po).arg(&n64);
         // SAFETY: x and out hold n elements.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::PushKernelArg;
 
 use super::elementwise::{suffix, SOURCE as EW};
-use super::launch::{cfg, collapse, grid_stride, BLOCK};
+use super::launch::collapse;
 use super::matmul::{Epilogue, Gemm, GemmSpec};
 use super::{CudaBackend, CudaBuffer};
 use crate::error::{Error, Result};
@@ -150,11 +150,22 @@ impl CudaBackend {
             Some(GeluKind::Tanh) => "gelu_tanh",
         };
         let f = self.kernels.function(&EW, &format!("bias_{act}_{}", suffix(desc.dtype)?))?;
-        let (py, pb, t64, n64) = (y.device_ptr(), bias.device_ptr(), total as i64, n as i64);
-        let grid = grid_stride(&self.dev.info, total.div_ceil(16 / desc.dtype.size()), BLOCK);
+        let rows = total / n;
+        let v = 16 / desc.dtype.size();
+        let cols = if n % v == 0 { n / v } else { n };
+        let block = if cols >= 256 { 256 } else { cols.div_ceil(32) * 32 } as u32;
+        let gx = cols.div_ceil(block as usize).min(65535);
+        let resident = (self.dev.info.sm_count * (self.dev.info.max_threads_per_sm / block).max(1)) as usize;
+        let gy = rows.min(65535).min(resident.div_ceil(gx) * 2).max(1);
+        let (py, pb, r64, n64) = (y.device_ptr(), bias.device_ptr(), rows as i64, n as i64);
         let mut l = self.dev.stream.launch_builder(&f);
-        l.arg(&py).arg(&pb).arg(&t64).arg(&n64);
-        // SAFETY: y holds `total` elements, bias holds n.
-        unsafe { l.launch(cfg(grid, BLOCK)) }.map(drop).map_err(super::launch_err("bias"))
+        l.arg(&py).arg(&pb).arg(&r64).arg(&n64);
+        let c = cudarc::driver::LaunchConfig {
+            grid_dim: (gx as u32, gy as u32, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: y holds rows*n elements, bias holds n; every index is inside [0, rows) x [0, n).
+        unsafe { l.launch(c) }.map(drop).map_err(super::launch_err("bias"))
     }
 }

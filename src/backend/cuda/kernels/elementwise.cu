@@ -4,6 +4,9 @@
 // Error flag layout (shared with embedding.cu): flag[0] = error code (first one wins), flag[1] = offending value.
 #define ERR_CAST_RANGE 2ull
 
+// Packs per thread per iteration of the streaming kernels: all loads are issued before the first use.
+#define UNROLL 4
+
 template <int OP> __device__ __forceinline__ float bop(float a, float b) {
     if (OP == 0) return a + b;
     if (OP == 1) return a - b;
@@ -17,16 +20,32 @@ __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_c
 template <typename T, int OP>
 __device__ void binary_same(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out, i64 n) {
     const int V = Pack<T>::N;
-    const i64 start = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-    const i64 stride = (i64)gridDim.x * blockDim.x;
     const i64 nv = (aligned16(a) && aligned16(b) && aligned16(out)) ? n / V : 0;
-    for (i64 i = start; i < nv; i += stride) {
-        Pack<T> x = load_pack(a + i * V), y = load_pack(b + i * V), z;
+    const i64 step = (i64)gridDim.x * blockDim.x * UNROLL;
+    for (i64 base = (i64)blockIdx.x * blockDim.x * UNROLL + threadIdx.x; base < nv; base += step) {
+        Pack<T> x[UNROLL], y[UNROLL];
 #pragma unroll
-        for (int k = 0; k < V; ++k) z.v[k] = from_f<T>(bop<OP>(to_f(x.v[k]), to_f(y.v[k])));
-        store_pack(out + i * V, z);
+        for (int u = 0; u < UNROLL; ++u) {
+            const i64 i = base + (i64)u * blockDim.x;
+            if (i < nv) {
+                x[u] = load_pack(a + i * V);
+                y[u] = load_pack(b + i * V);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const i64 i = base + (i64)u * blockDim.x;
+            if (i < nv) {
+                Pack<T> z;
+#pragma unroll
+                for (int k = 0; k < V; ++k) z.v[k] = from_f<T>(bop<OP>(to_f(x[u].v[k]), to_f(y[u].v[k])));
+                store_pack(out + i * V, z);
+            }
+        }
     }
-    for (i64 i = nv * V + start; i < n; i += stride) out[i] = from_f<T>(bop<OP>(to_f(a[i]), to_f(b[i])));
+    const i64 stride = (i64)gridDim.x * blockDim.x;
+    for (i64 i = nv * V + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        out[i] = from_f<T>(bop<OP>(to_f(a[i]), to_f(b[i])));
 }
 
 // out[i] = a[i] op b[i % p]  (or b[i % p] op a[i] when swap): bias-style broadcast of a trailing block.
@@ -80,27 +99,44 @@ __device__ void binary_strided(const T* __restrict__ a, const T* __restrict__ b,
 FOR_FLOAT_TYPES(BINARY_ALL)
 
 // Unary ops. 0: GELU erf form, 1: GELU tanh form, 2: SiLU.
+// Both GELUs are written so that no step cancels: 0.5x(1 + erf(x/sqrt2)) loses every digit for x < -3 in f32
+// (1 + erf(z) with erf(z) near -1), so the erf form uses erfc: x * 0.5 * erfc(-x/sqrt2) = x * Phi(x); the tanh form
+// uses 1 + tanh(u) = 2 / (1 + exp(-2u)). Accurate to a few f32 ulps over the whole range.
 template <int OP> __device__ __forceinline__ float uop(float x) {
-    if (OP == 0) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    if (OP == 0) return 0.5f * x * erfcf(-0.70710678118654752f * x);
     if (OP == 1) {
         const float c = 0.79788456080286536f;  // sqrt(2/pi)
-        return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+        const float u = c * (x + 0.044715f * x * x * x);
+        return x / (1.0f + expf(-2.0f * u));
     }
     return x / (1.0f + expf(-x));
 }
 
 template <typename T, int OP> __device__ void unary(const T* __restrict__ x, T* __restrict__ y, i64 n) {
     const int V = Pack<T>::N;
-    const i64 start = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-    const i64 stride = (i64)gridDim.x * blockDim.x;
     const i64 nv = (aligned16(x) && aligned16(y)) ? n / V : 0;
-    for (i64 i = start; i < nv; i += stride) {
-        Pack<T> p = load_pack(x + i * V), q;
+    const i64 step = (i64)gridDim.x * blockDim.x * UNROLL;
+    for (i64 base = (i64)blockIdx.x * blockDim.x * UNROLL + threadIdx.x; base < nv; base += step) {
+        Pack<T> p[UNROLL];
 #pragma unroll
-        for (int k = 0; k < V; ++k) q.v[k] = from_f<T>(uop<OP>(to_f(p.v[k])));
-        store_pack(y + i * V, q);
+        for (int u = 0; u < UNROLL; ++u) {
+            const i64 i = base + (i64)u * blockDim.x;
+            if (i < nv) p[u] = load_pack(x + i * V);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const i64 i = base + (i64)u * blockDim.x;
+            if (i < nv) {
+                Pack<T> q;
+#pragma unroll
+                for (int k = 0; k < V; ++k) q.v[k] = from_f<T>(uop<OP>(to_f(p[u].v[k])));
+                store_pack(y + i * V, q);
+            }
+        }
     }
-    for (i64 i = nv * V + start; i < n; i += stride) y[i] = from_f<T>(uop<OP>(to_f(x[i])));
+    const i64 stride = (i64)gridDim.x * blockDim.x;
+    for (i64 i = nv * V + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
+        y[i] = from_f<T>(uop<OP>(to_f(x[i])));
 }
 
 #define UNARY(SUF, T)                                                                                             \
@@ -138,27 +174,37 @@ extern "C" __global__ void cast_i64_u32(const i64* x, u32* y, i64 n, unsigned lo
     }
 }
 
-// In place after a matmul: y[i] = act(y[i] + bias[i % n]). ACT 0: none, 1: GELU erf, 2: GELU tanh.
+// In place after a matmul: y[r, c] = act(y[r, c] + bias[c]) over [rows, n]. ACT 0: none, 1: GELU erf, 2: GELU tanh.
 template <typename T, int ACT> __device__ __forceinline__ float bias_act_one(float v) {
     return ACT == 0 ? v : uop<ACT - 1>(v);
 }
 
-template <typename T, int ACT> __device__ void bias_act(T* y, const T* __restrict__ bias, i64 total, i64 n) {
+// Threads own columns (16-byte packs when n allows) and walk rows, so the bias is loaded once per thread and no
+// index needs a 64-bit division. grid.x covers the columns, grid.y strides over the rows.
+template <typename T, int ACT> __device__ void bias_act(T* y, const T* __restrict__ bias, i64 rows, i64 n) {
     const int V = Pack<T>::N;
-    const i64 start = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-    const i64 stride = (i64)gridDim.x * blockDim.x;
-    const i64 nv = (n % V == 0 && aligned16(y) && aligned16(bias)) ? total / V : 0;
-    for (i64 i = start; i < nv; i += stride) {
-        Pack<T> p = load_pack(y + i * V), b = load_pack(bias + (i * V) % n);
+    const i64 c = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (n % V == 0 && aligned16(y) && aligned16(bias)) {
+        if (c * V >= n) return;
+        const Pack<T> b = load_pack(bias + c * V);
+        for (i64 r = blockIdx.y; r < rows; r += gridDim.y) {
+            T* p = y + r * n + c * V;
+            Pack<T> v = load_pack(p);
 #pragma unroll
-        for (int k = 0; k < V; ++k) p.v[k] = from_f<T>(bias_act_one<T, ACT>(to_f(p.v[k]) + to_f(b.v[k])));
-        store_pack(y + i * V, p);
+            for (int k = 0; k < V; ++k) v.v[k] = from_f<T>(bias_act_one<T, ACT>(to_f(v.v[k]) + to_f(b.v[k])));
+            store_pack(p, v);
+        }
+    } else {
+        // Scalar: each thread handles columns c, c + (threads along x), ...
+        for (i64 col = c; col < n; col += (i64)gridDim.x * blockDim.x) {
+            const float b = to_f(bias[col]);
+            for (i64 r = blockIdx.y; r < rows; r += gridDim.y) y[r * n + col] = from_f<T>(bias_act_one<T, ACT>(to_f(y[r * n + col]) + b));
+        }
     }
-    for (i64 i = nv * V + start; i < total; i += stride) y[i] = from_f<T>(bias_act_one<T, ACT>(to_f(y[i]) + to_f(bias[i % n])));
 }
 
 #define BIAS_ACT(SUF, T)                                                                                          \
-    extern "C" __global__ void bias_none_##SUF(T* y, const T* b, i64 total, i64 n) { bias_act<T, 0>(y, b, total, n); } \
-    extern "C" __global__ void bias_gelu_erf_##SUF(T* y, const T* b, i64 total, i64 n) { bias_act<T, 1>(y, b, total, n); } \
-    extern "C" __global__ void bias_gelu_tanh_##SUF(T* y, const T* b, i64 total, i64 n) { bias_act<T, 2>(y, b, total, n); }
+    extern "C" __global__ void bias_none_##SUF(T* y, const T* b, i64 rows, i64 n) { bias_act<T, 0>(y, b, rows, n); } \
+    extern "C" __global__ void bias_gelu_erf_##SUF(T* y, const T* b, i64 rows, i64 n) { bias_act<T, 1>(y, b, rows, n); } \
+    extern "C" __global__ void bias_gelu_tanh_##SUF(T* y, const T* b, i64 rows, i64 n) { bias_act<T, 2>(y, b, rows, n); }
 FOR_FLOAT_TYPES(BIAS_ACT)
