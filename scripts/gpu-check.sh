@@ -34,7 +34,7 @@ done
 du -sh "$out" >&2
 
 # The command for the GPU machine. Logs and JSON land in $OUT (at most 8 files come back).
-cmd="cd $out && "'export MLX_NATIVE_KERNEL_CACHE=/tmp/mlx-kcache PYTHONUNBUFFERED=1; nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv > $OUT/gpu.txt;'
+cmd="cd $out && "'export MLX_NATIVE_KERNEL_CACHE=/tmp/mlx-kcache MLX_NATIVE_REQUIRE_GPU=1 PYTHONUNBUFFERED=1; nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv > $OUT/gpu.txt;'
 cmd+=' ./mlx-native info 2>&1 | tee -a $OUT/gpu.txt;'
 cmd+=' ./gpu_ops --test-threads=4 > $OUT/tests.log 2>&1; echo "gpu_ops rc=$?" | tee -a $OUT/summary.txt;'
 cmd+=' ./gpu_cache --nocapture >> $OUT/tests.log 2>&1; echo "gpu_cache rc=$?" | tee -a $OUT/summary.txt;'

@@ -8,6 +8,7 @@ fn disk_cache_cold_warm_and_corrupt() {
     use mlx_native::backend::cuda::CudaBackend;
 
     if let Err(reason) = CudaBackend::is_available() {
+        assert!(std::env::var_os("MLX_NATIVE_REQUIRE_GPU").is_none(), "no GPU but one is required: {reason}");
         println!("SKIPPED: no GPU ({reason})");
         return;
     }

@@ -20,6 +20,8 @@ mod gpu {
         static G: OnceLock<std::result::Result<CudaBackend, String>> = OnceLock::new();
         match G.get_or_init(|| CudaBackend::new(0).map_err(|e| e.to_string())) {
             Ok(g) => Some(g),
+            // On the GPU machine scripts/gpu-check.sh sets MLX_NATIVE_REQUIRE_GPU=1: a skip there is a failure.
+            Err(e) if std::env::var_os("MLX_NATIVE_REQUIRE_GPU").is_some() => panic!("no GPU but one is required: {e}"),
             Err(e) => {
                 println!("SKIPPED: no GPU ({e})");
                 None

@@ -3,7 +3,7 @@
 use cudarc::driver::PushKernelArg;
 
 use super::compile::KernelSource;
-use super::launch::{cfg, collapse, contiguous, grid_stride, Dims, BLOCK};
+use super::launch::{cfg, collapse, contiguous, grid_cover, grid_stride, Dims, BLOCK};
 use super::{CudaBackend, CudaBuffer};
 use crate::error::{Error, Result};
 use crate::graph::{BinaryOp, GeluKind, TensorDesc};
@@ -92,7 +92,7 @@ impl CudaBackend {
         match classify(&shape, &st[0], &st[1]) {
             Layout::Same => {
                 let f = self.kernels.function(&SOURCE, &format!("binary_same_{}_{sfx}", op_name(op)))?;
-                let grid = grid_stride(info, n.div_ceil(UNROLL * 16 / out_desc.dtype.size()), BLOCK);
+                let grid = grid_cover(n.div_ceil(UNROLL * 16 / out_desc.dtype.size()), BLOCK);
                 let mut l = stream.launch_builder(&f);
                 l.arg(&pa).arg(&pb).arg(&po).arg(&n64);
                 // SAFETY: a, b and out hold n elements of the kernel's dtype (checked by `execute`).
@@ -135,7 +135,7 @@ impl CudaBackend {
         }
         let f = self.kernels.function(&SOURCE, &format!("{kernel}_{}", suffix(desc.dtype)?))?;
         let (px, po, n64) = (x.device_ptr(), out.device_ptr(), n as i64);
-        let grid = grid_stride(&self.dev.info, n.div_ceil(UNROLL * 16 / desc.dtype.size()), BLOCK);
+        let grid = grid_cover(n.div_ceil(UNROLL * 16 / desc.dtype.size()), BLOCK);
         let mut l = self.dev.stream.launch_builder(&f);
         l.arg(&px).arg(&po).arg(&n64);
         // SAFETY: x and out hold n elements.

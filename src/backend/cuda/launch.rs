@@ -22,6 +22,12 @@ pub(crate) fn grid_stride(info: &DeviceInfo, work: usize, block: u32) -> u32 {
     work.div_ceil(block as usize).clamp(1, resident) as u32
 }
 
+/// Blocks for a kernel that covers `work` items with one pass (a grid-stride loop only beyond 2^20 blocks): no
+/// block does more than its share, so there is no tail of busy SMs.
+pub(crate) fn grid_cover(work: usize, block: u32) -> u32 {
+    work.div_ceil(block as usize).clamp(1, 1 << 20) as u32
+}
+
 /// Shape and two operands' strides (elements), as the kernels' `Dims` struct.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -156,7 +156,8 @@ impl CudaBackend {
         let block = if cols >= 256 { 256 } else { cols.div_ceil(32) * 32 } as u32;
         let gx = cols.div_ceil(block as usize).min(65535);
         let resident = (self.dev.info.sm_count * (self.dev.info.max_threads_per_sm / block).max(1)) as usize;
-        let gy = rows.min(65535).min(resident.div_ceil(gx) * 2).max(1);
+        // Four rows per block step (bias_act's ROWS), at least two waves of blocks.
+        let gy = rows.div_ceil(4).min(65535).min(resident.div_ceil(gx) * 2).max(1);
         let (py, pb, r64, n64) = (y.device_ptr(), bias.device_ptr(), rows as i64, n as i64);
         let mut l = self.dev.stream.launch_builder(&f);
         l.arg(&py).arg(&pb).arg(&r64).arg(&n64);

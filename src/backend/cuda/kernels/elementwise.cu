@@ -99,11 +99,15 @@ __device__ void binary_strided(const T* __restrict__ a, const T* __restrict__ b,
 FOR_FLOAT_TYPES(BINARY_ALL)
 
 // Unary ops. 0: GELU erf form, 1: GELU tanh form, 2: SiLU.
-// Both GELUs are written so that no step cancels: 0.5x(1 + erf(x/sqrt2)) loses every digit for x < -3 in f32
-// (1 + erf(z) with erf(z) near -1), so the erf form uses erfc: x * 0.5 * erfc(-x/sqrt2) = x * Phi(x); the tanh form
-// uses 1 + tanh(u) = 2 / (1 + exp(-2u)). Accurate to a few f32 ulps over the whole range.
+// Both GELUs are written so that no step cancels. 0.5x(1 + erf(x/sqrt2)) loses every digit for x < -3 in f32
+// (1 + erf(z) with erf(z) near -1), so below x = -1 the erf form uses erfc: 0.5x * erfc(-x/sqrt2) = x * Phi(x)
+// (erfc is slower; above -1, 1 + erf >= 0.31 and the cheaper erf is as accurate). The tanh form uses
+// 1 + tanh(u) = 2 / (1 + exp(-2u)). Accurate to a few f32 ulps over the whole range.
 template <int OP> __device__ __forceinline__ float uop(float x) {
-    if (OP == 0) return 0.5f * x * erfcf(-0.70710678118654752f * x);
+    if (OP == 0) {
+        const float z = 0.70710678118654752f * x;
+        return x >= -1.0f ? 0.5f * x * (1.0f + erff(z)) : 0.5f * x * erfcf(-z);
+    }
     if (OP == 1) {
         const float c = 0.79788456080286536f;  // sqrt(2/pi)
         const float u = c * (x + 0.044715f * x * x * x);
@@ -187,12 +191,22 @@ template <typename T, int ACT> __device__ void bias_act(T* y, const T* __restric
     if (n % V == 0 && aligned16(y) && aligned16(bias)) {
         if (c * V >= n) return;
         const Pack<T> b = load_pack(bias + c * V);
-        for (i64 r = blockIdx.y; r < rows; r += gridDim.y) {
-            T* p = y + r * n + c * V;
-            Pack<T> v = load_pack(p);
+        // ROWS rows per step, all loaded before the first is used.
+        const int ROWS = 4;
+        for (i64 r0 = (i64)blockIdx.y * ROWS; r0 < rows; r0 += (i64)gridDim.y * ROWS) {
+            Pack<T> v[ROWS];
 #pragma unroll
-            for (int k = 0; k < V; ++k) v.v[k] = from_f<T>(bias_act_one<T, ACT>(to_f(v.v[k]) + to_f(b.v[k])));
-            store_pack(p, v);
+            for (int j = 0; j < ROWS; ++j)
+                if (r0 + j < rows) v[j] = load_pack(y + (r0 + j) * n + c * V);
+#pragma unroll
+            for (int j = 0; j < ROWS; ++j) {
+                if (r0 + j < rows) {
+#pragma unroll
+                    for (int k = 0; k < V; ++k)
+                        v[j].v[k] = from_f<T>(bias_act_one<T, ACT>(to_f(v[j].v[k]) + to_f(b.v[k])));
+                    store_pack(y + (r0 + j) * n + c * V, v[j]);
+                }
+            }
         }
     } else {
         // Scalar: each thread handles columns c, c + (threads along x), ...
