@@ -513,6 +513,37 @@ mod gpu {
         }
     }
 
+    /// One small launch of every kernel that uses shared memory (each norm plan, block-per-row reductions, each
+    /// attention path): what `compute-sanitizer --tool racecheck` runs in scripts/gpu-check.sh, where the full
+    /// tests would take too long.
+    #[test]
+    fn racecheck_set() {
+        let Some(g) = gpu() else { return };
+        let s = seed();
+        for (d, n) in
+            [(DType::F32, 100), (DType::F32, 1000), (DType::BF16, 4096), (DType::F32, 20000), (DType::F16, 40000)]
+        {
+            let x = random::uniform(d, [2, n], 3.0, s);
+            let w = random::uniform(d, [n], 1.0, s + 1);
+            let b = random::uniform(d, [n], 1.0, s + 2);
+            check(g, Op::LayerNorm { eps: 1e-5 }, &[x.clone(), w.clone(), b], 1.0, &format!("racecheck layernorm {n}"));
+            check(g, Op::RmsNorm { eps: 1e-6 }, &[x.clone(), w], 1.0, &format!("racecheck rmsnorm {n}"));
+            check(g, Op::Softmax, std::slice::from_ref(&x), 1.0, &format!("racecheck softmax {n}"));
+        }
+        let x = rnd(DType::F32, &[3, 5000], s);
+        for kind in [ReduceKind::Sum, ReduceKind::Max] {
+            check(g, Op::Reduce { kind, axis: 1, keep_dim: false }, std::slice::from_ref(&x), 20.0, "racecheck reduce");
+        }
+        // (dtype, head dim): tensor-core paths (f16/bf16 with d 64 or 128) and the generic path.
+        for (d, hd) in [(DType::BF16, 64), (DType::F16, 128), (DType::F32, 16), (DType::BF16, 40)] {
+            let q = rnd(d, &[1, 2, 130, hd], s + 3);
+            let k = rnd(d, &[1, 1, 70, hd], s + 4);
+            let v = rnd(d, &[1, 1, 70, hd], s + 5);
+            let op = Op::Attention { scale: 1.0 / (hd as f32).sqrt(), causal: true };
+            check(g, op, &[q, k, v], 2.0, &format!("racecheck attention {d} d={hd}"));
+        }
+    }
+
     #[test]
     fn transfers_round_trip_and_pool_reuse() {
         let Some(g) = gpu() else { return };
