@@ -483,6 +483,9 @@ fn nan_propagates_through_elementwise_and_row_ops() {
         assert!(out[1].is_nan(), "{} lost a NaN: {out:?}", op.name());
         assert!(out[2].is_finite() && out[3].is_finite(), "{}: {out:?}", op.name());
     }
+    let inf = Tensor::from_vec(vec![f32::INFINITY, f32::NEG_INFINITY], [2]).unwrap();
+    assert_eq!(run_op(&Op::Gelu(GeluKind::Erf), &[&inf], false).unwrap().to_f32_vec(), [f32::INFINITY, 0.0]);
+    assert_eq!(run_op(&Op::Gelu(GeluKind::Tanh), &[&inf], false).unwrap().to_f32_vec(), [f32::INFINITY, 0.0]);
     let m = run_op(&Op::Reduce { kind: ReduceKind::Max, axis: 1, keep_dim: false }, &[&x], false).unwrap();
     assert!(m.to_f32_vec()[0].is_nan());
 }
