@@ -153,54 +153,64 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
-/// Sum with 16 independent accumulators, so it vectorises (and rounds less than a running sum).
+/// Independent accumulators in the reductions below: four AVX-512 vectors, so the adds do not wait on each other.
+const LANES: usize = 64;
+
+/// Sum with 64 independent accumulators, so it vectorises without a serial dependency (and rounds less than a
+/// running sum).
 #[inline(always)]
 pub(crate) fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             *a += v;
         }
     }
     let tail: f32 = chunks.remainder().iter().sum();
-    pairwise(&acc) + tail
+    fold(acc, |a, b| a + b) + tail
 }
 
 /// Sum of squares of `x - mean`, vectorised like [`sum`].
 #[inline(always)]
 pub(crate) fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             let d = v - mean;
-            *a += d * d;
+            *a = d.mul_add(d, *a);
         }
     }
     let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-    pairwise(&acc) + tail
+    fold(acc, |a, b| a + b) + tail
 }
 
-/// Maximum (NaN-ignoring, -inf for an empty slice), vectorised.
+/// Maximum ignoring NaN (-inf for an empty slice), vectorised.
 #[inline(always)]
 pub(crate) fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let mut chunks = x.chunks_exact(16);
+    // `v > a` is false for NaN, so a NaN never replaces the running maximum; one instruction per vector.
+    let pick = |a: f32, v: f32| if v > a { v } else { a };
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
-            *a = a.max(*v);
+            *a = pick(*a, *v);
         }
     }
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-    acc.iter().fold(tail, |m, v| m.max(*v))
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| pick(m, *v));
+    pick(fold(acc, pick), tail)
 }
 
+/// Combines the accumulators pairwise.
 #[inline(always)]
-fn pairwise(acc: &[f32; 16]) -> f32 {
-    let mut s = [0f32; 8];
-    for i in 0..8 {
-        s[i] = acc[i] + acc[i + 8];
+fn fold(mut acc: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            acc[i] = f(acc[i], acc[i + n]);
+        }
     }
-    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+    acc[0]
 }
