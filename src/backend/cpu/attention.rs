@@ -196,9 +196,7 @@ multiversion! {
 multiversion! {
     /// row = exp(row - m); returns the row's sum.
     fn exp_shift_sum(row: &mut [f32], m: f32) -> f32 {
-        for x in row.iter_mut() {
-            *x = math::exp(*x - m);
-        }
+        math::map_in_place(row, |x| math::exp_neg(x - m));
         math::sum(row)
     }
 }

@@ -143,25 +143,19 @@ fn row_kernel(a: &[f32], b: &[f32], out: &mut [f32], sa: usize, sb: usize, f: im
 
 multiversion! {
     fn gelu_erf_slice(x: &[f32], out: &mut [f32]) {
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = math::gelu_erf(*v);
-        }
+        math::map(x, out, math::gelu_erf);
     }
 }
 
 multiversion! {
     fn gelu_tanh_slice(x: &[f32], out: &mut [f32]) {
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = math::gelu_tanh(*v);
-        }
+        math::map(x, out, math::gelu_tanh);
     }
 }
 
 multiversion! {
     fn silu_slice(x: &[f32], out: &mut [f32]) {
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = math::silu(*v);
-        }
+        math::map(x, out, math::silu);
     }
 }
 

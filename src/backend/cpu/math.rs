@@ -1,5 +1,6 @@
 //! Scalar math written to vectorise: branch-free, no libm calls, `#[inline(always)]` so the kernels that use it
-//! compile it with their SIMD features.
+//! compile it with their SIMD features. `mul_add` becomes one FMA instruction in the AVX2+FMA copies (see
+//! `simd.rs`); only the portable fallback, for CPUs without FMA, pays a library call for it.
 
 /// e^x for f32, within 2 ulp over the normal range; 0 below the smallest normal result, +inf above the largest,
 /// NaN for NaN. Cephes' reduction and polynomial with the power of two built from bits.
@@ -11,16 +12,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     // Adding 1.5·2²³ rounds to the nearest integer, which then sits in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
     let xc = x.clamp(-87.336_55, 88.722_83);
-    let t = (xc * LOG2E + MAGIC).clamp(MAGIC - 126.0, MAGIC + 127.0);
+    let t = xc.mul_add(LOG2E, MAGIC).clamp(MAGIC - 126.0, MAGIC + 127.0);
     let n = t - MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
     let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
     let scale = f32::from_bits(((ni + 127) << 23) as u32);
     let v = y * scale;
@@ -32,32 +33,103 @@ pub(crate) fn exp(x: f32) -> f32 {
     }
 }
 
-/// erf(x) for f32, about 2e-7 absolute error: a rational minimax approximation (as in Eigen and XLA) on
-/// [-4, 4], where f32's erf reaches ±1.
+/// e^x for x <= 0: [`exp`] without the overflow side. 0 below the smallest normal result, NaN for NaN.
 #[inline(always)]
-pub fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = -2.726_142_3e-10_f32;
-    p = p * x2 + 2.770_681_4e-8;
-    p = p * x2 + -2.101_024_1e-6;
-    p = p * x2 + -5.692_506_4e-5;
-    p = p * x2 + -7.349_906_3e-4;
-    p = p * x2 + -2.954_6e-3;
-    p = p * x2 + -1.609_603_3e-2;
-    let p = p * x;
-    let mut q = -1.456_607_2e-5_f32;
-    q = q * x2 + -2.133_740_6e-4;
-    q = q * x2 + -1.682_827e-3;
-    q = q * x2 + -7.373_329_2e-3;
-    q = q * x2 + -1.426_474e-2;
-    p / q
+pub(crate) fn exp_neg(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0;
+    // A select rather than `max`, which would turn NaN into a number.
+    let xc = if x < -87.336_55 { -87.336_55 } else { x };
+    let t = xc.mul_add(LOG2E, MAGIC);
+    let n = t - MAGIC;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let mut p = 1.987_569_1e-4_f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let v = y * f32::from_bits(((ni + 127) << 23) as u32);
+    if x < -87.336_55 {
+        0.0
+    } else {
+        v
+    }
 }
 
-/// GELU, erf form: 0.5·x·(1 + erf(x/√2)).
+/// out[i] = f(x[i]), unrolled 32 wide so several independent vectors are in flight: the kernels here are long
+/// dependency chains, and one vector at a time leaves the FMA units waiting on latency.
+#[inline(always)]
+pub(crate) fn map(x: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32) {
+    const U: usize = 32;
+    let mut xc = x.chunks_exact(U);
+    let mut oc = out.chunks_exact_mut(U);
+    for (xs, os) in (&mut xc).zip(&mut oc) {
+        for i in 0..U {
+            os[i] = f(xs[i]);
+        }
+    }
+    for (o, v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+        *o = f(*v);
+    }
+}
+
+/// x[i] = f(x[i]), unrolled like [`map`].
+#[inline(always)]
+pub(crate) fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32) {
+    const U: usize = 32;
+    let mut xc = x.chunks_exact_mut(U);
+    for xs in &mut xc {
+        for v in xs.iter_mut() {
+            *v = f(*v);
+        }
+    }
+    for v in xc.into_remainder() {
+        *v = f(*v);
+    }
+}
+
+/// e^x for -87 <= x <= 0 to about 2e-7 relative: a degree-6 Taylor polynomial and one-step range reduction,
+/// enough where the result only scales a small correction (GELU's erfc term). NaN gives NaN.
+#[inline(always)]
+fn exp_small(x: f32) -> f32 {
+    // 1.5·2²³ + 127: after the add, the low mantissa bits hold n + 127, which a shift moves into the exponent.
+    const MAGIC: f32 = 12_583_039.0;
+    let t = x.mul_add(std::f32::consts::LOG2_E, MAGIC);
+    let n = t - MAGIC;
+    let r = n.mul_add(-std::f32::consts::LN_2, x);
+    let mut p = 1.0 / 720.0_f32;
+    p = p.mul_add(r, 1.0 / 120.0);
+    p = p.mul_add(r, 1.0 / 24.0);
+    p = p.mul_add(r, 1.0 / 6.0);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    y * f32::from_bits(t.to_bits() << 23)
+}
+
+/// GELU, erf form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)), within 1e-6 of the exact value (3.4e-7 measured over every
+/// f32 in ±[0.125, 6]). With c = erfc(|x|/√2) from Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7), whose
+/// exp(-z²) factor keeps the tails accurate where 1 + erf would cancel, GELU is max(x, 0) - 0.5·|x|·c on both
+/// sides, branch-free. |x| is capped at 10 in the correction, where c is below 1e-22, so ±inf come out exact.
 #[inline(always)]
 pub fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    let ax = x.abs();
+    let z = ax * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / 0.327_591_1f32.mul_add(z, 1.0);
+    let mut p = 1.061_405_4_f32;
+    p = p.mul_add(t, -1.453_152_1);
+    p = p.mul_add(t, 1.421_413_8);
+    p = p.mul_add(t, -0.284_496_74);
+    p = p.mul_add(t, 0.254_829_6);
+    // Compare-and-select rather than `max`/`min`: one instruction each, and NaN still reaches the result via t.
+    let a = (-z) * z;
+    let c = t * p * exp_small(if a < -87.0 { -87.0 } else { a });
+    let cap = if ax > 10.0 { 10.0 } else { ax };
+    (-0.5 * cap).mul_add(c, if x > 0.0 { x } else { 0.0 })
 }
 
 /// GELU, tanh form: 0.5·x·(1 + tanh(u)) with u = √(2/π)(x + 0.044715x³), computed as x·sigmoid(2u), which is
@@ -66,7 +138,13 @@ pub fn gelu_erf(x: f32) -> f32 {
 pub fn gelu_tanh(x: f32) -> f32 {
     const K: f32 = 0.797_884_6; // √(2/π)
     let u = K * (x + 0.044_715 * x * x * x);
-    x / (1.0 + exp(-2.0 * u))
+    let g = x / (1.0 + exp(-2.0 * u));
+    // Below -10 the exact value is under 1e-36; this also makes -inf give 0 rather than -inf/inf.
+    if x < -10.0 {
+        0.0
+    } else {
+        g
+    }
 }
 
 /// SiLU: x·sigmoid(x).
@@ -75,54 +153,64 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
-/// Sum with 16 independent accumulators, so it vectorises (and rounds less than a running sum).
+/// Independent accumulators in the reductions below: four AVX-512 vectors, so the adds do not wait on each other.
+const LANES: usize = 64;
+
+/// Sum with 64 independent accumulators, so it vectorises without a serial dependency (and rounds less than a
+/// running sum).
 #[inline(always)]
 pub(crate) fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             *a += v;
         }
     }
     let tail: f32 = chunks.remainder().iter().sum();
-    pairwise(&acc) + tail
+    fold(acc, |a, b| a + b) + tail
 }
 
 /// Sum of squares of `x - mean`, vectorised like [`sum`].
 #[inline(always)]
 pub(crate) fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             let d = v - mean;
-            *a += d * d;
+            *a = d.mul_add(d, *a);
         }
     }
     let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-    pairwise(&acc) + tail
+    fold(acc, |a, b| a + b) + tail
 }
 
-/// Maximum (NaN-ignoring, -inf for an empty slice), vectorised.
+/// Maximum ignoring NaN (-inf for an empty slice), vectorised.
 #[inline(always)]
 pub(crate) fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let mut chunks = x.chunks_exact(16);
+    // `v > a` is false for NaN, so a NaN never replaces the running maximum; one instruction per vector.
+    let pick = |a: f32, v: f32| if v > a { v } else { a };
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
-            *a = a.max(*v);
+            *a = pick(*a, *v);
         }
     }
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-    acc.iter().fold(tail, |m, v| m.max(*v))
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| pick(m, *v));
+    pick(fold(acc, pick), tail)
 }
 
+/// Combines the accumulators pairwise.
 #[inline(always)]
-fn pairwise(acc: &[f32; 16]) -> f32 {
-    let mut s = [0f32; 8];
-    for i in 0..8 {
-        s[i] = acc[i] + acc[i + 8];
+fn fold(mut acc: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            acc[i] = f(acc[i], acc[i + n]);
+        }
     }
-    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+    acc[0]
 }

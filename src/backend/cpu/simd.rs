@@ -9,6 +9,13 @@ pub(crate) fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Whether the AVX-512 copies may run on this CPU.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx512() -> bool {
+    has_avx2_fma() && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 /// Defines `fn $name(args) -> R` that runs `$body` compiled for AVX2 + FMA when the CPU supports it, and for the
 /// baseline target otherwise. Everything the body calls must be `#[inline(always)]` to share the features.
 macro_rules! multiversion {
@@ -20,6 +27,14 @@ macro_rules! multiversion {
 
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    portable($($arg),*)
+                }
+                if $crate::backend::cpu::simd::has_avx512() {
+                    // SAFETY: `avx512` only needs AVX-512F/VL, AVX2 and FMA, which the CPU was just checked to have.
+                    return unsafe { avx512($($arg),*) };
+                }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
                     portable($($arg),*)

@@ -22,10 +22,24 @@ pub(crate) fn softmax(x: &CpuBuffer, xd: &TensorDesc, out: &mut HostVec, od: &Te
 multiversion! {
     fn softmax_row(x: &[f32], out: &mut [f32]) {
         let m = math::max(x);
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = math::exp(v - m);
+        // exp and the running sum in one pass, 32 lanes of accumulators so it stays vectorised.
+        const U: usize = 32;
+        let mut acc = [0f32; U];
+        let mut xc = x.chunks_exact(U);
+        let mut oc = out.chunks_exact_mut(U);
+        for (xs, os) in (&mut xc).zip(&mut oc) {
+            for i in 0..U {
+                let e = math::exp_neg(xs[i] - m);
+                os[i] = e;
+                acc[i] += e;
+            }
         }
-        let inv = 1.0 / math::sum(out);
+        let mut total = 0.0;
+        for (o, v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+            *o = math::exp_neg(v - m);
+            total += *o;
+        }
+        let inv = 1.0 / (math::sum(&acc) + total);
         for o in out.iter_mut() {
             *o *= inv;
         }
