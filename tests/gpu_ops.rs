@@ -417,6 +417,9 @@ mod gpu {
                 check(g, Op::Embedding, &[table, ids64], 0.0, &format!("embedding i64 {d} {dim}"));
             }
         }
+        // Tables of ids (8-byte elements) gather too.
+        let table = random::ids([40, 3], 1000, s + 2).to_dtype(DType::I64).unwrap();
+        check(g, Op::Embedding, &[table, random::ids([5], 40, s + 3)], 0.0, "embedding of an i64 table");
         // Out-of-range ids: no out-of-bounds read (clamped), and an error at the next synchronize (own backend, as
         // the error flag is per backend).
         let g = &CudaBackend::new(0).expect("GPU opens");

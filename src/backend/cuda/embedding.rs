@@ -37,7 +37,11 @@ impl CudaBackend {
             DType::I64 => "i64",
             d => return Err(Error::DTypeMismatch { op: "Embedding", expected: "u32 or i64 ids".into(), got: d }),
         };
-        let w = if table.dtype.size() == 2 { "b2" } else { "b4" };
+        let w = match table.dtype.size() {
+            2 => "b2",
+            4 => "b4",
+            _ => "b8",
+        };
         let f = self.kernels.function(&SOURCE, &format!("embedding_{i}_{w}"))?;
         let (pt, pi, po, flag) = (tb.device_ptr(), ib.device_ptr(), out.device_ptr(), self.flag_ptr());
         let (c64, v64, d64) = (count as i64, vocab as i64, dim as i64);
