@@ -1,5 +1,6 @@
 //! MatMul and the fused linear ops: shapes and batch broadcasting here, the products through the cuBLASLt
-//! [`Gemm`] of matmul.rs (exact f32 by default; f16/bf16 on tensor cores with f32 accumulation).
+//! [`Gemm`] of matmul.rs (exact f32 by default, TF32 only after [`CudaBackend::set_tf32`]; f16/bf16 on tensor
+//! cores with f32 accumulation).
 //!
 //! Epilogues: `FusedLinearAdd` uses cuBLASLt's bias epilogue; `FusedLinearAddGelu` with the tanh form uses its
 //! GELU-bias epilogue (measured to compute the tanh form, see matmul.rs). cuBLASLt has no erf-GELU epilogue, so the
@@ -41,7 +42,8 @@ impl CudaBackend {
                 .map_err(super::device::drv("zeroing a matmul output"))?;
             return Ok(());
         }
-        self.gemm_engine()?.run(spec, a, b, bias, c)
+        let spec = GemmSpec { tf32: self.tf32(), ..*spec };
+        self.gemm_engine()?.run(&spec, a, b, bias, c)
     }
 
     /// Batched matmul with broadcast batch dimensions.

@@ -57,6 +57,7 @@ pub struct CudaBackend {
     flag: CudaBuffer,
     flag_armed: AtomicBool,
     gemm: linear::GemmSlot,
+    tf32: AtomicBool,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -107,8 +108,20 @@ impl CudaBackend {
                 flag,
                 flag_armed: AtomicBool::new(false),
                 gemm: Mutex::new(None),
+                tf32: AtomicBool::new(false),
             })
         })
+    }
+
+    /// Lets f32 matmuls use TF32 tensor cores (about 10 mantissa bits per operand, several times faster). Off by
+    /// default: f32 matmuls are exact f32 unless this is turned on.
+    pub fn set_tf32(&self, on: bool) {
+        self.tf32.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether f32 matmuls may use TF32 (see [`CudaBackend::set_tf32`]).
+    pub fn tf32(&self) -> bool {
+        self.tf32.load(Ordering::Relaxed)
     }
 
     /// The device's properties.

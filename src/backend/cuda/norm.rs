@@ -10,7 +10,7 @@ use super::compile::KernelSource;
 use super::elementwise::suffix;
 use super::launch::cfg;
 use super::{CudaBackend, CudaBuffer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::TensorDesc;
 
 /// The source.
@@ -70,6 +70,9 @@ impl CudaBackend {
         } else {
             None
         };
+        if rows > i32::MAX as usize {
+            return Err(Error::Unsupported { backend: "cuda", what: format!("{name} over more than 2^31 rows") });
+        }
         let stream = &self.dev.stream;
         match plan {
             Some((tag, g, block)) => {

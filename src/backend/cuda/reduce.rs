@@ -6,7 +6,7 @@ use super::compile::KernelSource;
 use super::elementwise::suffix;
 use super::launch::{cfg, grid_stride, BLOCK};
 use super::{CudaBackend, CudaBuffer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{ReduceKind, TensorDesc};
 
 /// The source.
@@ -38,6 +38,9 @@ impl CudaBackend {
         let sfx = suffix(desc.dtype)?;
         let (px, po) = (x.device_ptr(), out.device_ptr());
         let (o64, r64, i64_) = (outer as i64, r as i64, inner as i64);
+        if outer > i32::MAX as usize {
+            return Err(Error::Unsupported { backend: "cuda", what: "Reduce over more than 2^31 rows".into() });
+        }
         let stream = &self.dev.stream;
         if inner == 1 {
             // Few long rows: a block per row; many rows: a warp per row.
