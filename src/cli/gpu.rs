@@ -107,7 +107,12 @@ mod imp {
                         i.arch()
                     ),
                     format!("  SMs: {}, L2: {} MiB", i.sm_count, i.l2_bytes >> 20),
-                    format!("  driver supports CUDA {}.{}", i.driver_cuda_version.0, i.driver_cuda_version.1),
+                    format!(
+                        "  driver {} (supports CUDA {}.{})",
+                        i.driver_version.as_deref().unwrap_or("version unknown"),
+                        i.driver_cuda_version.0,
+                        i.driver_cuda_version.1
+                    ),
                     format!(
                         "  NVRTC: {}",
                         i.nvrtc_version.map_or("not found".to_string(), |(a, b)| format!("{a}.{b}"))

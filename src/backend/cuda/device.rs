@@ -28,6 +28,8 @@ pub struct DeviceInfo {
     pub l2_bytes: u32,
     /// CUDA version the driver supports, as (major, minor).
     pub driver_cuda_version: (i32, i32),
+    /// The kernel driver's version ("580.65.06"), from /proc/driver/nvidia/version when readable.
+    pub driver_version: Option<String>,
     /// NVRTC version, as (major, minor), or None when NVRTC is missing.
     pub nvrtc_version: Option<(i32, i32)>,
 }
@@ -109,6 +111,15 @@ pub fn nvrtc_version() -> Option<(i32, i32)> {
     r.ok()
 }
 
+/// "580.65.06" from the first line of /proc/driver/nvidia/version ("NVRM version: NVIDIA UNIX ... Kernel Module
+/// 580.65.06 ..."): the driver API only tells the CUDA version it supports.
+fn kernel_driver_version() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
+    let line = text.lines().next()?;
+    let after = line.split("Module").nth(1)?;
+    after.split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit())).map(str::to_string)
+}
+
 impl Device {
     /// Opens device `ordinal`: context, a non-blocking stream, properties.
     pub fn open(ordinal: usize) -> Result<Device> {
@@ -141,6 +152,7 @@ impl Device {
                     as u32,
                 l2_bytes: attr(&ctx, Attr::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)? as u32,
                 driver_cuda_version: (driver / 1000, (driver % 1000) / 10),
+                driver_version: kernel_driver_version(),
                 nvrtc_version: nvrtc_version(),
             };
             Ok(Device { ctx, stream, info })
