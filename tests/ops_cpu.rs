@@ -438,3 +438,54 @@ fn buffers_download_poison_and_move() {
     assert!(be.download(&shared, &TensorDesc::new(DType::BF16, [13])).is_err());
     assert!(be.download(&shared, &TensorDesc::new(DType::F32, [3])).is_err());
 }
+
+#[test]
+fn empty_tensors_run_without_panicking() {
+    let e = |shape: &[usize]| rand(DType::F32, shape, 1.0, 1);
+    let (x0, x05, w5, w0, w53) = (e(&[0, 5]), e(&[0, 5]), e(&[5]), e(&[0]), e(&[5, 3]));
+    let ops: Vec<(Op, Vec<&Tensor>)> = vec![
+        (Op::Binary(BinaryOp::Add), vec![&x0, &w5]),
+        (Op::Gelu(GeluKind::Erf), vec![&x0]),
+        (Op::Softmax, vec![&x05]),
+        (Op::LayerNorm { eps: 1e-5 }, vec![&x0, &w5, &w5]),
+        (Op::Reduce { kind: ReduceKind::Sum, axis: 0, keep_dim: false }, vec![&x0]),
+        (Op::Reduce { kind: ReduceKind::Max, axis: 1, keep_dim: true }, vec![&x0]),
+        (Op::Transpose { perm: vec![1, 0] }, vec![&x0]),
+        (Op::Slice { axis: 1, start: 1, end: 3 }, vec![&x0]),
+        (Op::Concat { axis: 0 }, vec![&x0, &x05]),
+        (Op::MatMul { transpose_a: false, transpose_b: false }, vec![&x0, &w53]),
+        (Op::Softmax, vec![&w0]),
+    ];
+    for (op, ins) in &ops {
+        let out = run_op(op, ins, true).unwrap();
+        assert!(out.to_f32_vec().iter().all(|v| v.is_finite()), "{}", op.name());
+    }
+    // An empty reduction: sum 0, as numpy.
+    let s = run_op(&Op::Reduce { kind: ReduceKind::Sum, axis: 0, keep_dim: false }, &[&x0], false).unwrap();
+    assert_eq!(s.to_f32_vec(), vec![0.0; 5]);
+    // k = 0: a product of empty sums is all zeros.
+    let a = e(&[3, 0]);
+    let b = e(&[0, 4]);
+    let p = run_op(&Op::MatMul { transpose_a: false, transpose_b: false }, &[&a, &b], true).unwrap();
+    assert_eq!(p.to_f32_vec(), vec![0.0; 12]);
+    // Attention over zero keys: every query sees nothing and gives 0.
+    let q = e(&[1, 2, 3, 4]);
+    let k = e(&[1, 1, 0, 4]);
+    let o = run_op(&Op::Attention { scale: 0.5, causal: false }, &[&q, &k, &k], false).unwrap();
+    assert_eq!(o.to_f32_vec(), vec![0.0; 24]);
+}
+
+#[test]
+fn nan_propagates_through_elementwise_and_row_ops() {
+    let x = Tensor::from_vec(vec![1.0f32, f32::NAN, -2.0, 0.5], [2, 2]).unwrap();
+    for op in [Op::Gelu(GeluKind::Erf), Op::Gelu(GeluKind::Tanh), Op::Silu, Op::Softmax] {
+        let out = run_op(&op, &[&x], false).unwrap().to_f32_vec();
+        assert!(out[1].is_nan(), "{} lost a NaN: {out:?}", op.name());
+        assert!(out[2].is_finite() && out[3].is_finite(), "{}: {out:?}", op.name());
+    }
+    let inf = Tensor::from_vec(vec![f32::INFINITY, f32::NEG_INFINITY], [2]).unwrap();
+    assert_eq!(run_op(&Op::Gelu(GeluKind::Erf), &[&inf], false).unwrap().to_f32_vec(), [f32::INFINITY, 0.0]);
+    assert_eq!(run_op(&Op::Gelu(GeluKind::Tanh), &[&inf], false).unwrap().to_f32_vec(), [f32::INFINITY, 0.0]);
+    let m = run_op(&Op::Reduce { kind: ReduceKind::Max, axis: 1, keep_dim: false }, &[&x], false).unwrap();
+    assert!(m.to_f32_vec()[0].is_nan());
+}

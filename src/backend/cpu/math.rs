@@ -93,28 +93,43 @@ pub(crate) fn map_in_place(x: &mut [f32], f: impl Fn(f32) -> f32) {
     }
 }
 
-/// GELU, erf form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)), within 1e-6 of the exact value. Φ comes from erfc of |x|/√2
-/// by Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7), whose exp(-z²) factor keeps the negative tail
-/// relatively accurate where 1 + erf would cancel; beyond ±5.3 the result is 0 or x (within 3e-7 of exact).
+/// e^x for -87 <= x <= 0 to about 2e-7 relative: a degree-6 Taylor polynomial and one-step range reduction,
+/// enough where the result only scales a small correction (GELU's erfc term). NaN gives NaN.
+#[inline(always)]
+fn exp_small(x: f32) -> f32 {
+    // 1.5·2²³ + 127: after the add, the low mantissa bits hold n + 127, which a shift moves into the exponent.
+    const MAGIC: f32 = 12_583_039.0;
+    let t = x.mul_add(std::f32::consts::LOG2_E, MAGIC);
+    let n = t - MAGIC;
+    let r = n.mul_add(-std::f32::consts::LN_2, x);
+    let mut p = 1.0 / 720.0_f32;
+    p = p.mul_add(r, 1.0 / 120.0);
+    p = p.mul_add(r, 1.0 / 24.0);
+    p = p.mul_add(r, 1.0 / 6.0);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    y * f32::from_bits(t.to_bits() << 23)
+}
+
+/// GELU, erf form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)), within 1e-6 of the exact value (3.4e-7 measured over every
+/// f32 in ±[0.125, 6]). With c = erfc(|x|/√2) from Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7), whose
+/// exp(-z²) factor keeps the tails accurate where 1 + erf would cancel, GELU is max(x, 0) - 0.5·|x|·c on both
+/// sides, branch-free. |x| is capped at 10 in the correction, where c is below 1e-22, so ±inf come out exact.
 #[inline(always)]
 pub fn gelu_erf(x: f32) -> f32 {
-    let z = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
+    let ax = x.abs();
+    let z = ax * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / 0.327_591_1f32.mul_add(z, 1.0);
     let mut p = 1.061_405_4_f32;
     p = p.mul_add(t, -1.453_152_1);
     p = p.mul_add(t, 1.421_413_8);
     p = p.mul_add(t, -0.284_496_74);
     p = p.mul_add(t, 0.254_829_6);
-    // erfc(z) for z >= 0.
-    let c = t * p * exp_neg((-z) * z);
-    let h = 0.5 * x;
-    let g = if x < 0.0 { h * c } else { (-h).mul_add(c, x) };
-    let g = if x < -5.3 { 0.0 } else { g };
-    if x > 5.3 {
-        x
-    } else {
-        g
-    }
+    // Compare-and-select rather than `max`/`min`: one instruction each, and NaN still reaches the result via t.
+    let a = (-z) * z;
+    let c = t * p * exp_small(if a < -87.0 { -87.0 } else { a });
+    let cap = if ax > 10.0 { 10.0 } else { ax };
+    (-0.5 * cap).mul_add(c, if x > 0.0 { x } else { 0.0 })
 }
 
 /// GELU, tanh form: 0.5·x·(1 + tanh(u)) with u = √(2/π)(x + 0.044715x³), computed as x·sigmoid(2u), which is
@@ -123,7 +138,13 @@ pub fn gelu_erf(x: f32) -> f32 {
 pub fn gelu_tanh(x: f32) -> f32 {
     const K: f32 = 0.797_884_6; // √(2/π)
     let u = K * (x + 0.044_715 * x * x * x);
-    x / (1.0 + exp(-2.0 * u))
+    let g = x / (1.0 + exp(-2.0 * u));
+    // Below -10 the exact value is under 1e-36; this also makes -inf give 0 rather than -inf/inf.
+    if x < -10.0 {
+        0.0
+    } else {
+        g
+    }
 }
 
 /// SiLU: x·sigmoid(x).
@@ -132,54 +153,64 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
-/// Sum with 16 independent accumulators, so it vectorises (and rounds less than a running sum).
+/// Independent accumulators in the reductions below: four AVX-512 vectors, so the adds do not wait on each other.
+const LANES: usize = 64;
+
+/// Sum with 64 independent accumulators, so it vectorises without a serial dependency (and rounds less than a
+/// running sum).
 #[inline(always)]
 pub(crate) fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             *a += v;
         }
     }
     let tail: f32 = chunks.remainder().iter().sum();
-    pairwise(&acc) + tail
+    fold(acc, |a, b| a + b) + tail
 }
 
 /// Sum of squares of `x - mean`, vectorised like [`sum`].
 #[inline(always)]
 pub(crate) fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut chunks = x.chunks_exact(16);
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             let d = v - mean;
-            *a += d * d;
+            *a = d.mul_add(d, *a);
         }
     }
     let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-    pairwise(&acc) + tail
+    fold(acc, |a, b| a + b) + tail
 }
 
-/// Maximum (NaN-ignoring, -inf for an empty slice), vectorised.
+/// Maximum ignoring NaN (-inf for an empty slice), vectorised.
 #[inline(always)]
 pub(crate) fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 16];
-    let mut chunks = x.chunks_exact(16);
+    // `v > a` is false for NaN, so a NaN never replaces the running maximum; one instruction per vector.
+    let pick = |a: f32, v: f32| if v > a { v } else { a };
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
-            *a = a.max(*v);
+            *a = pick(*a, *v);
         }
     }
-    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-    acc.iter().fold(tail, |m, v| m.max(*v))
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| pick(m, *v));
+    pick(fold(acc, pick), tail)
 }
 
+/// Combines the accumulators pairwise.
 #[inline(always)]
-fn pairwise(acc: &[f32; 16]) -> f32 {
-    let mut s = [0f32; 8];
-    for i in 0..8 {
-        s[i] = acc[i] + acc[i + 8];
+fn fold(mut acc: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            acc[i] = f(acc[i], acc[i + n]);
+        }
     }
-    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+    acc[0]
 }

@@ -77,7 +77,13 @@ impl Backend for CpuBackend {
         let n = desc.shape.numel();
         match buf {
             CpuBuffer::Owned(mut hv) => {
-                crate::with_host_vec!(&mut hv, v => v.truncate(n));
+                // A reused, larger buffer gives back what the output does not need.
+                crate::with_host_vec!(&mut hv, v => {
+                    v.truncate(n);
+                    if v.capacity() > 2 * n {
+                        v.shrink_to_fit();
+                    }
+                });
                 Tensor::from_host_vec(hv, desc.shape.clone())
             }
             shared => self.download(&shared, desc),

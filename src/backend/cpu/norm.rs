@@ -48,7 +48,7 @@ multiversion! {
         let var = math::sum_sq_dev(x, mean) / n;
         let inv = 1.0 / (var + eps).sqrt();
         for (((o, v), w), b) in out.iter_mut().zip(x).zip(w).zip(b) {
-            *o = (v - mean) * inv * w + b;
+            *o = ((v - mean) * inv).mul_add(*w, *b);
         }
     }
 }

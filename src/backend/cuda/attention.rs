@@ -1,0 +1,181 @@
+//! Launcher of `kernels/attention.cu`, the fused attention kernel (ABI in notes/ATTENTION_ABI.md).
+//!
+//! The kernel picks its code path inside, from the dtype, the head sizes, the pointers' alignment and the
+//! architecture; [`plan`] makes the same choice here to size the grid and the dynamic shared memory:
+//! - tensor cores (f16/bf16, `d == dv` in {64, 128}, q/k/v 16-byte aligned, sm_80+): 128 query rows per block,
+//!   48 KiB (d = 64) or 64 KiB (d = 128) of shared memory;
+//! - generic FMA path (everything else, f32 always): 32 query rows per block, shared memory from the head sizes.
+//!
+//! Grid: (query blocks, batch × query heads); 128 threads per block. The standalone check and benchmark of the
+//! kernel (same geometry rules) live in tools/attention/.
+
+use cudarc::driver::sys::CUfunction_attribute_enum as FnAttr;
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::compile::KernelSource;
+use super::elementwise::suffix;
+use super::{CudaBackend, CudaBuffer};
+use crate::backend::OpCall;
+use crate::error::{Error, Result};
+use crate::graph::Op;
+use crate::tensor::DType;
+
+/// The source.
+pub(crate) static SOURCE: KernelSource =
+    KernelSource { name: "attention.cu", text: include_str!("kernels/attention.cu"), common: false };
+
+/// Threads per block of every path.
+const THREADS: u32 = 128;
+/// Dynamic shared memory a block gets without raising the function's limit.
+const DEFAULT_SHARED: usize = 48 * 1024;
+/// Query rows per block of the generic path (`GEN_ROWS` in the kernel).
+const GEN_ROWS: usize = 32;
+
+/// Launch geometry of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Whether the kernel takes its tensor-core path.
+    pub tensor_cores: bool,
+    /// Query rows per block.
+    pub rows: usize,
+    /// Dynamic shared memory per block, in bytes.
+    pub shared: usize,
+}
+
+/// Floats of shared memory the generic path needs with `tk` keys per tile (`gen_smem_floats` in the kernel).
+fn generic_floats(d: usize, dv: usize, tk: usize) -> usize {
+    let dpad = d.div_ceil(4) * 4 + 4;
+    let dvp = dv.div_ceil(4) * 4;
+    GEN_ROWS * dpad + tk * dpad + tk * dvp + GEN_ROWS * (tk + 1) + GEN_ROWS * (dvp + 4)
+}
+
+/// Keys per tile of the generic path (`gen_tk` in the kernel): the largest of 32/16/8/4 that fits the default
+/// shared memory, else 4.
+fn generic_tk(d: usize, dv: usize) -> usize {
+    [32, 16, 8].into_iter().find(|&tk| generic_floats(d, dv, tk) * 4 <= DEFAULT_SHARED).unwrap_or(4)
+}
+
+/// The geometry the kernel expects for these operands (the kernel makes the same path choice on the device).
+pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: i32) -> Plan {
+    let half = matches!(dtype, DType::F16 | DType::BF16);
+    if half && d == dv && aligned16 && compute_major >= 8 && (d == 64 || d == 128) {
+        // d = 64: Q tile 128 x 64 + two stages of 64-key K and V tiles; d = 128: Q 128 x 128 + two stages of
+        // 32-key K and V tiles (2-byte elements).
+        let (rows, keys) = if d == 64 { (128, 64) } else { (128, 32) };
+        return Plan { tensor_cores: true, rows, shared: (rows * d + 4 * keys * d) * 2 };
+    }
+    Plan { tensor_cores: false, rows: GEN_ROWS, shared: generic_floats(d, dv, generic_tk(d, dv)) * 4 }
+}
+
+/// Runs `Op::Attention`: inputs q, k, v and an optional additive mask.
+pub(crate) fn launch(dev: &CudaBackend, call: &OpCall<'_>, inputs: &[&CudaBuffer], out: &mut CudaBuffer) -> Result<()> {
+    let Op::Attention { scale, causal } = call.op else {
+        return Err(Error::Graph("attention::launch called for another op".into()));
+    };
+    if call.inputs.len() < 3 || inputs.len() < call.inputs.len() {
+        return Err(Error::Graph("attention needs q, k, v (and an optional mask)".into()));
+    }
+    let (q, k, v) = (&call.inputs[0], &call.inputs[1], &call.inputs[2]);
+    let (qd, kd, vd) = (q.shape.dims(), k.shape.dims(), v.shape.dims());
+    if qd.len() != 4 || kd.len() != 4 || vd.len() != 4 {
+        return Err(Error::Graph("attention operands must be [batch, heads, seq, head_dim]".into()));
+    }
+    let (batch, hq, sq, d) = (qd[0], qd[1], qd[2], qd[3]);
+    let (hkv, skv, dv) = (kd[1], kd[2], vd[3]);
+    if batch * hq * sq == 0 || dv == 0 {
+        return Ok(());
+    }
+    if hkv == 0 || hq % hkv != 0 {
+        return Err(Error::Graph(format!("attention: {hq} query heads are not a multiple of {hkv} kv heads")));
+    }
+    let fits_i32 = [batch, hq, hkv, sq, skv, d, dv].iter().all(|&x| x <= i32::MAX as usize);
+    if !fits_i32 || batch * hq > 65_535 {
+        return Err(Error::Unsupported {
+            backend: "cuda",
+            what: format!("attention with batch x heads = {} (at most 65535) or a dimension over 2^31", batch * hq),
+        });
+    }
+
+    // Mask strides: broadcast the mask's shape (right-aligned, up to 4-D) to [b, hq, sq, skv].
+    let (pm, ms) = match (call.inputs.get(3), inputs.get(3)) {
+        (Some(md), Some(mb)) => {
+            let full = crate::tensor::Shape::new([batch, hq, sq, skv]);
+            let s = md.shape.broadcast_strides(&full);
+            (mb.device_ptr(), [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64])
+        }
+        _ => (0u64, [0i64; 4]),
+    };
+    let (pq, pk, pv, po) = (inputs[0].device_ptr(), inputs[1].device_ptr(), inputs[2].device_ptr(), out.device_ptr());
+    let info = &dev.dev.info;
+    let p = plan(q.dtype, d, dv, (pq | pk | pv) % 16 == 0, info.compute_capability.0);
+    let limit = (info.max_shared_per_block_optin as usize).max(DEFAULT_SHARED);
+    if p.shared > limit {
+        return Err(Error::Unsupported {
+            backend: "cuda",
+            what: format!(
+                "attention with head sizes {d}/{dv}: needs {} bytes of shared memory, the GPU has {limit}",
+                p.shared
+            ),
+        });
+    }
+
+    let f = dev.kernels.function(&SOURCE, &format!("attention_{}", suffix(q.dtype)?))?;
+    if p.shared > DEFAULT_SHARED {
+        f.set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared as i32)
+            .map_err(super::launch_err("attention (shared-memory limit)"))?;
+    }
+    let ints: [i32; 7] = [batch as i32, hq as i32, hkv as i32, sq as i32, skv as i32, d as i32, dv as i32];
+    let c = *causal as i32;
+    let cfg = LaunchConfig {
+        grid_dim: (sq.div_ceil(p.rows) as u32, (batch * hq) as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: p.shared as u32,
+    };
+    let mut l = dev.dev.stream.launch_builder(&f);
+    l.arg(&pq).arg(&pk).arg(&pv).arg(&pm).arg(&po);
+    for x in &ints {
+        l.arg(x);
+    }
+    for x in &ms {
+        l.arg(x);
+    }
+    l.arg(scale).arg(&c);
+    // SAFETY: q, k, v, out are contiguous device buffers with the shapes in `call`; the mask strides come from its
+    // broadcast shape; the grid and shared memory follow `plan`, which mirrors the kernel's own path choice.
+    unsafe { l.launch(cfg) }.map(drop).map_err(super::launch_err("attention"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_picks_tensor_cores_only_where_the_kernel_does() {
+        let p = plan(DType::BF16, 64, 64, true, 9);
+        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 48 * 1024 });
+        let p = plan(DType::F16, 128, 128, true, 8);
+        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 64 * 1024 });
+        for (dt, d, dv, al, cc) in [
+            (DType::F32, 64, 64, true, 9),
+            (DType::BF16, 64, 64, false, 9),
+            (DType::BF16, 64, 32, true, 9),
+            (DType::BF16, 80, 80, true, 9),
+            (DType::F16, 128, 128, true, 7),
+        ] {
+            let p = plan(dt, d, dv, al, cc);
+            assert!(!p.tensor_cores, "{dt:?} {d}/{dv} aligned {al} sm_{cc}x");
+            assert_eq!(p.rows, GEN_ROWS);
+        }
+    }
+
+    #[test]
+    fn generic_tiles_shrink_with_head_size() {
+        assert_eq!(generic_tk(64, 64), 32);
+        assert_eq!(generic_tk(128, 128), 8);
+        assert_eq!(generic_tk(1, 1), 32);
+        // d = 200, dv = 136 needs more than 48 KiB even with 4 keys: the launcher raises the limit.
+        assert_eq!(generic_tk(200, 136), 4);
+        assert!(plan(DType::F32, 200, 136, true, 9).shared > DEFAULT_SHARED);
+        assert!(plan(DType::F32, 64, 64, true, 9).shared <= DEFAULT_SHARED);
+    }
+}

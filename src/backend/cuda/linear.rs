@@ -1,0 +1,174 @@
+//! MatMul and the fused linear ops: shapes and batch broadcasting here, the products through the cuBLASLt
+//! [`Gemm`] of matmul.rs (exact f32 by default, TF32 only after [`CudaBackend::set_tf32`]; f16/bf16 on tensor
+//! cores with f32 accumulation).
+//!
+//! Epilogues: `FusedLinearAdd` uses cuBLASLt's bias epilogue; `FusedLinearAddGelu` with the tanh form uses its
+//! GELU-bias epilogue (measured to compute the tanh form, see matmul.rs). cuBLASLt has no erf-GELU epilogue, so the
+//! erf form runs the plain product and then one in-place `bias_gelu_erf` kernel (elementwise.cu), exact to the
+//! definition: one extra pass over the output (mostly from L2 right after the product).
+
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::PushKernelArg;
+
+use super::elementwise::{suffix, SOURCE as EW};
+use super::launch::collapse;
+use super::matmul::{Epilogue, Gemm, GemmSpec};
+use super::{CudaBackend, CudaBuffer};
+use crate::error::{Error, Result};
+use crate::graph::{matmul_shape, GeluKind, TensorDesc};
+use crate::tensor::Shape;
+
+/// The lazily created cuBLASLt engine of a backend.
+pub(crate) type GemmSlot = Mutex<Option<Arc<Gemm>>>;
+
+impl CudaBackend {
+    fn gemm_engine(&self) -> Result<Arc<Gemm>> {
+        let mut slot = self.gemm.lock().map_err(|_| Error::Gpu("matmul engine lock poisoned".into()))?;
+        if let Some(g) = slot.as_ref() {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(super::device::no_panic("cuBLASLt start", || Gemm::new(self.dev.stream.clone()))?);
+        *slot = Some(g.clone());
+        Ok(g)
+    }
+
+    /// One (strided-batched) product; k = 0 gives zeros (plus the bias).
+    fn gemm(&self, spec: &GemmSpec, a: u64, b: u64, bias: Option<u64>, c: u64) -> Result<()> {
+        if spec.k == 0 {
+            let bytes = spec.batch * spec.m * spec.n * spec.dtype.size();
+            // SAFETY: C holds batch*m*n elements (checked by `execute`).
+            unsafe { cudarc::driver::result::memset_d8_async(c, 0, bytes, self.dev.stream.cu_stream()) }
+                .map_err(super::device::drv("zeroing a matmul output"))?;
+            return Ok(());
+        }
+        let spec = GemmSpec { tf32: self.tf32(), ..*spec };
+        self.gemm_engine()?.run(&spec, a, b, bias, c)
+    }
+
+    /// Batched matmul with broadcast batch dimensions.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn matmul(
+        &self,
+        ta: bool,
+        tb: bool,
+        ins: &[TensorDesc],
+        out_desc: &TensorDesc,
+        a: &CudaBuffer,
+        b: &CudaBuffer,
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
+        let (_, [m, k, n]) = matmul_shape("MatMul", &ins[0].shape, &ins[1].shape, ta, tb)?;
+        let od = out_desc.shape.dims();
+        let batch_shape = Shape::new(&od[..od.len() - 2]);
+        let batch_of = |d: &TensorDesc| Shape::new(&d.shape.dims()[..d.shape.rank() - 2]);
+        let sa = batch_of(&ins[0]).broadcast_strides(&batch_shape);
+        let sb = batch_of(&ins[1]).broadcast_strides(&batch_shape);
+        let sc = super::launch::contiguous(batch_shape.dims());
+        let (shape, st) = collapse(batch_shape.dims(), &[sa, sb, sc]);
+        let es = out_desc.dtype.size() as u64;
+        let (mk, kn, mn) = (m * k, k * n, m * n);
+        // The innermost batch dimension is one strided call; outer ones are a loop.
+        let (inner, outer_shape) = match shape.split_last() {
+            Some((&last, rest)) => (last, rest.to_vec()),
+            None => (1, vec![]),
+        };
+        let r = shape.len();
+        let (ia, ib, ic) = if r > 0 { (st[0][r - 1], st[1][r - 1], st[2][r - 1]) } else { (0, 0, 0) };
+        let outer: usize = outer_shape.iter().product();
+        for o in 0..outer.max(1) {
+            let (mut oa, mut ob, mut oc, mut rem) = (0, 0, 0, o);
+            for d in (0..outer_shape.len()).rev() {
+                let idx = rem % outer_shape[d];
+                rem /= outer_shape[d];
+                oa += idx * st[0][d];
+                ob += idx * st[1][d];
+                oc += idx * st[2][d];
+            }
+            debug_assert!(inner <= 1 || ic == 1, "output batches are packed");
+            let spec = GemmSpec {
+                batch: inner,
+                transpose_a: ta,
+                transpose_b: tb,
+                stride_a: ia * mk,
+                stride_b: ib * kn,
+                ..GemmSpec::new(out_desc.dtype, m, n, k)
+            };
+            let (pa, pb) = (a.device_ptr() + (oa * mk) as u64 * es, b.device_ptr() + (ob * kn) as u64 * es);
+            self.gemm(&spec, pa, pb, None, out.device_ptr() + (oc * mn) as u64 * es)?;
+        }
+        Ok(())
+    }
+
+    /// x·W (+ bias, then GELU when asked) with W 2-D, stored [n, k] when `tb`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fused_linear(
+        &self,
+        tb: bool,
+        gelu: Option<GeluKind>,
+        ins: &[TensorDesc],
+        out_desc: &TensorDesc,
+        x: &CudaBuffer,
+        w: &CudaBuffer,
+        bias: &CudaBuffer,
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
+        let (_, [_, k, n]) = matmul_shape("FusedLinearAdd", &ins[0].shape, &ins[1].shape, false, tb)?;
+        let m = ins[0].shape.rows();
+        let base = GemmSpec { transpose_b: tb, ..GemmSpec::new(out_desc.dtype, m, n, k) };
+        let (px, pw, pb, po) = (x.device_ptr(), w.device_ptr(), bias.device_ptr(), out.device_ptr());
+        match gelu {
+            _ if k == 0 => {
+                self.gemm(&base, px, pw, None, po)?;
+                self.bias_act(gelu, out_desc, out, bias, n)
+            }
+            None => self.gemm(&GemmSpec { epilogue: Epilogue::Bias, ..base }, px, pw, Some(pb), po),
+            Some(GeluKind::Tanh) => {
+                self.gemm(&GemmSpec { epilogue: Epilogue::BiasGelu(GeluKind::Tanh), ..base }, px, pw, Some(pb), po)
+            }
+            Some(GeluKind::Erf) => {
+                self.gemm(&base, px, pw, None, po)?;
+                self.bias_act(gelu, out_desc, out, bias, n)
+            }
+        }
+    }
+
+    /// y = act(y + bias) in place, bias repeating every `n` elements.
+    pub(crate) fn bias_act(
+        &self,
+        gelu: Option<GeluKind>,
+        desc: &TensorDesc,
+        y: &mut CudaBuffer,
+        bias: &CudaBuffer,
+        n: usize,
+    ) -> Result<()> {
+        let total = desc.shape.numel();
+        if total == 0 || n == 0 {
+            return Ok(());
+        }
+        let act = match gelu {
+            None => "none",
+            Some(GeluKind::Erf) => "gelu_erf",
+            Some(GeluKind::Tanh) => "gelu_tanh",
+        };
+        let f = self.kernels.function(&EW, &format!("bias_{act}_{}", suffix(desc.dtype)?))?;
+        let rows = total / n;
+        let v = 16 / desc.dtype.size();
+        let cols = if n % v == 0 { n / v } else { n };
+        let block = if cols >= 256 { 256 } else { cols.div_ceil(32) * 32 } as u32;
+        let gx = cols.div_ceil(block as usize).min(65535);
+        let resident = (self.dev.info.sm_count * (self.dev.info.max_threads_per_sm / block).max(1)) as usize;
+        // Four rows per block step (bias_act's ROWS), at least two waves of blocks.
+        let gy = rows.div_ceil(4).min(65535).min(resident.div_ceil(gx) * 2).max(1);
+        let (py, pb, r64, n64) = (y.device_ptr(), bias.device_ptr(), rows as i64, n as i64);
+        let mut l = self.dev.stream.launch_builder(&f);
+        l.arg(&py).arg(&pb).arg(&r64).arg(&n64);
+        let c = cudarc::driver::LaunchConfig {
+            grid_dim: (gx as u32, gy as u32, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: y holds rows*n elements, bias holds n; every index is inside [0, rows) x [0, n).
+        unsafe { l.launch(c) }.map(drop).map_err(super::launch_err("bias"))
+    }
+}
