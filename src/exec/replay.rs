@@ -113,10 +113,12 @@ impl<Buf: Send + Sync> Replayer<Buf> {
                 let recording = gpu.end_recording();
                 let replay = match (queue_result, recording) {
                     (Ok(()), Ok(r)) => r,
-                    (Err(e), _) | (Ok(()), Err(e)) => {
-                        // A node that cannot be recorded keeps this plan on the ordinary path for good.
+                    (Err(_), _) | (Ok(()), Err(_)) => {
+                        // Nothing recorded has run, and the buffers are the plan's own: a plan that cannot be
+                        // recorded (a kernel that synchronises, say) keeps the ordinary path for good, and this run
+                        // takes it too.
                         self.disabled.store(true, Ordering::Relaxed);
-                        return Err(e);
+                        return Ok(None);
                     }
                 };
                 self.captures.fetch_add(1, Ordering::Relaxed);

@@ -19,6 +19,7 @@ mod layout;
 mod linear;
 pub mod matmul;
 mod norm;
+mod record;
 mod reduce;
 mod transfer;
 
@@ -58,6 +59,7 @@ pub struct CudaBackend {
     flag_armed: AtomicBool,
     gemm: linear::GemmSlot,
     tf32: AtomicBool,
+    gate: record::Gate,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -109,6 +111,7 @@ impl CudaBackend {
                 flag_armed: AtomicBool::new(false),
                 gemm: Mutex::new(None),
                 tf32: AtomicBool::new(false),
+                gate: record::Gate::default(),
             })
         })
     }
@@ -226,6 +229,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, tensor: &Tensor) -> Result<CudaBuffer> {
+        self.gate.pass()?;
         self.dev.bind()?;
         let bytes = tensor.as_bytes();
         let buf = self.buffer(bytes.len())?;
@@ -234,6 +238,7 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, buf: &CudaBuffer, desc: &TensorDesc) -> Result<Tensor> {
+        self.gate.pass()?;
         self.dev.bind()?;
         check_len("download", buf, desc)?;
         let mut hv = HostVec::zeros(desc.dtype, desc.shape.numel());
@@ -243,6 +248,7 @@ impl Backend for CudaBackend {
     }
 
     fn poison(&self, buf: &mut CudaBuffer, desc: &TensorDesc) -> Result<()> {
+        self.gate.pass()?;
         self.dev.bind()?;
         check_len("poison", buf, desc)?;
         let n = desc.shape.numel();
@@ -260,6 +266,7 @@ impl Backend for CudaBackend {
     }
 
     fn execute(&self, call: &OpCall<'_>, inputs: &[&CudaBuffer], out: &mut CudaBuffer) -> Result<()> {
+        self.gate.pass()?;
         self.dev.bind()?;
         if inputs.len() != call.inputs.len() {
             return Err(Error::Graph(format!(
@@ -310,6 +317,7 @@ impl Backend for CudaBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.gate.pass()?;
         self.dev.bind()?;
         self.dev.synchronize()?;
         self.check_flag()
@@ -322,5 +330,46 @@ impl Backend for CudaBackend {
     fn release_cache(&self) {
         self.pool.clear_cache();
         self.staging.pool().clear_cache();
+    }
+
+    fn write(&self, buf: &mut CudaBuffer, tensor: &Tensor) -> Result<()> {
+        self.gate.pass()?;
+        self.dev.bind()?;
+        let bytes = tensor.as_bytes();
+        if buf.len < bytes.len() {
+            return Err(Error::arg("cuda write", format!("{} bytes into a buffer of {}", bytes.len(), buf.len)));
+        }
+        self.staging.upload(&self.dev.stream, bytes, buf.device_ptr())
+    }
+
+    fn supports_recording(&self) -> bool {
+        true
+    }
+
+    fn begin_recording(&self) -> Result<bool> {
+        self.gate.close()?;
+        let started = self.dev.bind().and_then(|()| {
+            self.dev.stream.begin_capture(record::MODE).map_err(device::drv("starting a CUDA graph capture"))
+        });
+        if started.is_err() {
+            self.gate.open();
+        }
+        started.map(|()| true)
+    }
+
+    fn end_recording(&self) -> Result<Box<dyn crate::backend::Replay>> {
+        let ended = self.dev.bind().and_then(|()| {
+            self.dev
+                .stream
+                .end_capture(sys::CUgraphInstantiate_flags(0))
+                .map_err(device::drv("ending the CUDA graph capture"))
+        });
+        self.gate.open();
+        match ended? {
+            Some(g) => Ok(Box::new(record::CudaReplay::new(g))),
+            None => {
+                Err(Error::Gpu("the CUDA graph capture was invalidated (a call not allowed while capturing)".into()))
+            }
+        }
     }
 }

@@ -1,0 +1,456 @@
+// Standalone check + benchmark of src/backend/cuda/kernels/attention.cu (mlx-native's CUDA attention kernel).
+// See README.md beside this file.
+//
+//   nvcc -O3 -arch=sm_90 -std=c++17 harness.cu -o h && ./h            # correctness + timing
+//   ./h --small                                                      # small correctness cases only (sanitizers)
+//   ./h --check / ./h --time                                         # full correctness only / timing only
+//
+// Every launch picks its geometry with `geometry()` below, which mirrors src/backend/cuda/attention.rs.
+// Outputs are poisoned with NaN (0xFF bytes) before every launch; the reference is float64 on the CPU over the
+// same (rounded) inputs. Timings: CUDA events, warm-up, median of repetitions; written to attn_times.txt so
+// sdpa_bench.py can print ratios against PyTorch's scaled_dot_product_attention.
+#ifndef ATTN_SRC
+#define ATTN_SRC "../../src/backend/cuda/kernels/attention.cu"
+#endif
+#include ATTN_SRC
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#define CK(x)                                                                                     \
+    do {                                                                                          \
+        cudaError_t e_ = (x);                                                                     \
+        if (e_ != cudaSuccess) {                                                                  \
+            std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, \
+                         __LINE__, #x);                                                           \
+            std::exit(2);                                                                         \
+        }                                                                                         \
+    } while (0)
+
+// ------------------------------------------------------------------------------------------------------------
+// dtype glue
+enum DType { F32 = 0, F16 = 1, BF16 = 2 };
+static const char* dname(DType t) { return t == F32 ? "f32" : t == F16 ? "f16" : "bf16"; }
+
+template <typename T> struct HT;
+template <> struct HT<float> {
+    static constexpr DType dt = F32;
+    static float from(float x) { return x; }
+    static float to(float x) { return x; }
+};
+template <> struct HT<__half> {
+    static constexpr DType dt = F16;
+    static __half from(float x) { return __float2half_rn(x); }
+    static float to(__half x) { return __half2float(x); }
+};
+template <> struct HT<__nv_bfloat16> {
+    static constexpr DType dt = BF16;
+    static __nv_bfloat16 from(float x) { return __float2bfloat16_rn(x); }
+    static float to(__nv_bfloat16 x) { return __bfloat162float(x); }
+};
+
+// ------------------------------------------------------------------------------------------------------------
+// launch geometry: the same rules as the Rust launcher
+struct Geo {
+    unsigned gx, gy;
+    unsigned block;
+    size_t smem;
+    const char* path;
+};
+
+static int gen_smem_floats_h(int d, int dv, int tk) {
+    int dpad = ((d + 3) & ~3) + 4;
+    int dvp = (dv + 3) & ~3;
+    int dvo = dvp + 4;
+    return 32 * dpad + tk * dpad + tk * dvp + 32 * (tk + 1) + 32 * dvo;
+}
+static int gen_tk_h(int d, int dv) {
+    for (int tk = 32; tk >= 4; tk >>= 1)
+        if (gen_smem_floats_h(d, dv, tk) * 4 <= 48 * 1024) return tk;
+    return 4;
+}
+
+static int g_cc_major = 9;   // set from the device in main()
+
+static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool aligned16) {
+    Geo g;
+    g.block = 128;
+    int rows;
+    if (dt != F32 && d == dv && aligned16 && g_cc_major >= 8 && (d == 64 || d == 128)) {
+        int mt = d == 64 ? mlxn_attn::D64_MT : mlxn_attn::D128_MT;
+        int bc = d == 64 ? mlxn_attn::D64_BC : mlxn_attn::D128_BC;
+        bool qreg = d == 64 ? mlxn_attn::D64_QREG : mlxn_attn::D128_QREG;
+        rows = 64 * mt;
+        bool alias = qreg && rows == 2 * bc;
+        g.smem = (size_t)(alias ? 0 : rows * d * 2) + (size_t)4 * bc * d * 2;
+        g.path = d == 64 ? "mma64" : "mma128";
+    } else {
+        rows = 32;
+        g.smem = (size_t)gen_smem_floats_h(d, dv, gen_tk_h(d, dv)) * 4;
+        g.path = "generic";
+    }
+    g.gx = (unsigned)((sq + rows - 1) / rows);
+    g.gy = (unsigned)(batch * hq);
+    return g;
+}
+
+template <typename T> struct Kern;
+template <> struct Kern<float> {
+    static constexpr auto fn = attention_f32;
+};
+template <> struct Kern<__half> {
+    static constexpr auto fn = attention_f16;
+};
+template <> struct Kern<__nv_bfloat16> {
+    static constexpr auto fn = attention_bf16;
+};
+
+struct Shape {
+    int b, hq, hkv, sq, skv, d, dv;
+    long long msb, msh, msq, msk;
+    float scale;
+    int causal;
+};
+
+template <typename T>
+static Geo launch(const Shape& s, const T* q, const T* k, const T* v, const T* mask, T* out) {
+    bool al = ((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) &
+               15) == 0;
+    Geo g = geometry(HT<T>::dt, s.b, s.hq, s.sq, s.d, s.dv, al);
+    if (g.gx == 0 || g.gy == 0) return g;
+    if (g.smem > 48 * 1024)
+        CK(cudaFuncSetAttribute(Kern<T>::fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g.smem));
+    Kern<T>::fn<<<dim3(g.gx, g.gy), g.block, g.smem>>>(q, k, v, mask, out, s.b, s.hq, s.hkv, s.sq, s.skv, s.d,
+                                                       s.dv, s.msb, s.msh, s.msq, s.msk, s.scale, s.causal);
+    CK(cudaGetLastError());
+    return g;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// reference
+struct HostData {
+    std::vector<float> q, k, v, mask;   // values after rounding to T
+};
+
+static void ref_row(const Shape& s, const HostData& h, int b, int hh, int i, double* out, double* sc) {
+    int hk = hh / (s.hq / s.hkv);
+    const float* qr = &h.q[(((size_t)b * s.hq + hh) * s.sq + i) * s.d];
+    double m = -INFINITY;
+    for (int j = 0; j < s.skv; ++j) {
+        bool dead = s.causal && j > i + (s.skv - s.sq);
+        double x = -INFINITY;
+        if (!dead) {
+            const float* kr = &h.k[(((size_t)b * s.hkv + hk) * s.skv + j) * s.d];
+            double dot = 0;
+            for (int c = 0; c < s.d; ++c) dot += (double)qr[c] * kr[c];
+            x = dot * s.scale;
+            if (!h.mask.empty()) x += h.mask[b * s.msb + hh * s.msh + i * s.msq + j * s.msk];
+        }
+        sc[j] = x;
+        m = std::max(m, x);
+    }
+    for (int c = 0; c < s.dv; ++c) out[c] = 0;
+    if (m == -INFINITY) return;
+    double l = 0;
+    for (int j = 0; j < s.skv; ++j) {
+        double p = std::exp(sc[j] - m);
+        if (p == 0) continue;
+        l += p;
+        const float* vr = &h.v[(((size_t)b * s.hkv + hk) * s.skv + j) * s.dv];
+        for (int c = 0; c < s.dv; ++c) out[c] += p * vr[c];
+    }
+    for (int c = 0; c < s.dv; ++c) out[c] /= l;
+}
+
+// rows: list of (b, h, i); empty = all rows. Returns max abs error; counts NaN/unwritten outputs.
+template <typename T>
+static double check_rows(const Shape& s, const HostData& h, const std::vector<T>& got,
+                         const std::vector<std::array<int, 3>>& rows, long long* nan_count) {
+    std::vector<std::array<int, 3>> all = rows;
+    if (all.empty())
+        for (int b = 0; b < s.b; ++b)
+            for (int hh = 0; hh < s.hq; ++hh)
+                for (int i = 0; i < s.sq; ++i) all.push_back({b, hh, i});
+    unsigned nth = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    std::vector<double> err(nth, 0.0);
+    std::vector<long long> nans(nth, 0);
+    std::vector<std::thread> th;
+    for (unsigned t = 0; t < nth; ++t)
+        th.emplace_back([&, t] {
+            std::vector<double> o(s.dv), sc(s.skv);
+            for (size_t r = t; r < all.size(); r += nth) {
+                auto [b, hh, i] = all[r];
+                ref_row(s, h, b, hh, i, o.data(), sc.data());
+                const T* g = &got[(((size_t)b * s.hq + hh) * s.sq + i) * s.dv];
+                for (int c = 0; c < s.dv; ++c) {
+                    double x = HT<T>::to(g[c]);
+                    if (!std::isfinite(x)) {
+                        nans[t]++;
+                        continue;
+                    }
+                    err[t] = std::max(err[t], std::fabs(x - o[c]));
+                }
+            }
+        });
+    for (auto& x : th) x.join();
+    *nan_count = 0;
+    for (auto n : nans) *nan_count += n;
+    return *std::max_element(err.begin(), err.end());
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// one case: random inputs, poison, launch, compare
+enum MaskKind { M_NONE = 0, M_FULL, M_11SK, M_B11K, M_FULL_DEADROW };
+static const char* mname(int m) {
+    switch (m) {
+    case M_NONE: return "none";
+    case M_FULL: return "[b,h,sq,skv]";
+    case M_11SK: return "[1,1,sq,skv]";
+    case M_B11K: return "[b,1,1,skv]";
+    default: return "[b,h,sq,skv]+deadrow";
+    }
+}
+
+struct Case {
+    int b, hq, hkv, sq, skv, d, dv, mask, causal;
+    float scale;     // 0: 1/sqrt(d)
+    int misalign;    // offset q by one element
+};
+
+static std::mt19937_64 rng(12345);
+
+template <typename T> struct DevBuf {
+    T* p = nullptr;
+    size_t n = 0;
+    explicit DevBuf(size_t n_) : n(n_) { CK(cudaMalloc(&p, std::max<size_t>(1, n + 16) * sizeof(T))); }
+    ~DevBuf() { cudaFree(p); }
+};
+
+template <typename T>
+static void fill(std::vector<float>& f, std::vector<T>& t, size_t n, float lo, float hi, double ninf_frac) {
+    std::uniform_real_distribution<float> u(lo, hi), u01(0.f, 1.f);
+    f.resize(n);
+    t.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+        float x = u(rng);
+        if (ninf_frac > 0 && u01(rng) < ninf_frac) x = -INFINITY;
+        t[i] = HT<T>::from(x);
+        f[i] = HT<T>::to(t[i]);
+    }
+}
+
+static int g_fail = 0;
+static std::vector<std::string> g_table;
+
+template <typename T> static double tol() {
+    return HT<T>::dt == F32 ? 1e-4 : HT<T>::dt == F16 ? 4e-3 : 2.5e-2;
+}
+
+template <typename T> static void run_case(const Case& c) {
+    Shape s{c.b, c.hq, c.hkv, c.sq, c.skv, c.d, c.dv, 0, 0, 0, 0,
+            c.scale > 0 ? c.scale : 1.f / std::sqrt((float)c.d), c.causal};
+    HostData h;
+    std::vector<T> tq, tk, tv, tm;
+    size_t nq = (size_t)c.b * c.hq * c.sq * c.d, nk = (size_t)c.b * c.hkv * c.skv * c.d,
+           nv = (size_t)c.b * c.hkv * c.skv * c.dv, no = (size_t)c.b * c.hq * c.sq * c.dv;
+    fill(h.q, tq, nq, -1.f, 1.f, 0);
+    fill(h.k, tk, nk, -1.f, 1.f, 0);
+    fill(h.v, tv, nv, -1.f, 1.f, 0);
+    size_t nm = 0;
+    switch (c.mask) {
+    case M_FULL:
+    case M_FULL_DEADROW:
+        nm = (size_t)c.b * c.hq * c.sq * c.skv;
+        s.msb = (long long)c.hq * c.sq * c.skv;
+        s.msh = (long long)c.sq * c.skv;
+        s.msq = c.skv;
+        s.msk = 1;
+        break;
+    case M_11SK:
+        nm = (size_t)c.sq * c.skv;
+        s.msq = c.skv;
+        s.msk = 1;
+        break;
+    case M_B11K:
+        nm = (size_t)c.b * c.skv;
+        s.msb = c.skv;
+        s.msk = 1;
+        break;
+    default: break;
+    }
+    if (nm) {
+        fill(h.mask, tm, nm, -2.f, 0.f, 0.1);
+        if (c.mask == M_FULL_DEADROW) {
+            // every (b, h) gets query row 3 (if present) fully masked, plus row sq-1 for head 0
+            for (int b = 0; b < c.b; ++b)
+                for (int hh = 0; hh < c.hq; ++hh)
+                    for (int i = 0; i < c.sq; ++i)
+                        if (i == 3 || (hh == 0 && i == c.sq - 1))
+                            for (int j = 0; j < c.skv; ++j) {
+                                size_t idx = b * s.msb + hh * s.msh + i * s.msq + j;
+                                tm[idx] = HT<T>::from(-INFINITY);
+                                h.mask[idx] = -INFINITY;
+                            }
+        }
+    }
+    DevBuf<T> dq(nq), dk(nk), dv(nv), dout(no), dm(nm);
+    T* qptr = dq.p + (c.misalign ? 1 : 0);
+    CK(cudaMemcpy(qptr, tq.data(), nq * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dk.p, tk.data(), nk * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dv.p, tv.data(), nv * sizeof(T), cudaMemcpyHostToDevice));
+    if (nm) CK(cudaMemcpy(dm.p, tm.data(), nm * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemset(dout.p, 0xFF, no * sizeof(T)));   // NaN poison for f32/f16/bf16
+    Geo g = launch<T>(s, qptr, dk.p, dv.p, nm ? dm.p : nullptr, dout.p);
+    CK(cudaDeviceSynchronize());
+    std::vector<T> got(no);
+    CK(cudaMemcpy(got.data(), dout.p, no * sizeof(T), cudaMemcpyDeviceToHost));
+    long long nans = 0;
+    double err = check_rows<T>(s, h, got, {}, &nans);
+    bool ok = nans == 0 && err <= tol<T>();
+    if (!ok) g_fail++;
+    char line[400];
+    std::snprintf(line, sizeof line,
+                  "%-4s b=%d hq=%d hkv=%d sq=%-4d skv=%-4d d=%-3d dv=%-3d mask=%-21s causal=%d scale=%-6.3g%s "
+                  "path=%-7s maxerr=%.3e nan=%lld %s",
+                  dname(HT<T>::dt), c.b, c.hq, c.hkv, c.sq, c.skv, c.d, c.dv, mname(c.mask), c.causal, s.scale,
+                  c.misalign ? " misaligned" : "", g.path, err, nans, ok ? "ok" : "FAIL");
+    std::printf("%s\n", line);
+    std::fflush(stdout);
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// timing
+static FILE* g_times = nullptr;
+
+template <typename T> static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps) {
+    Shape s{b, hh, hh, sl, sl, d, d, 0, 0, 0, 0, 1.f / std::sqrt((float)d), causal};
+    HostData h;
+    std::vector<T> tq, tk, tv;
+    size_t n = (size_t)b * hh * sl * d;
+    fill(h.q, tq, n, -1.f, 1.f, 0);
+    fill(h.k, tk, n, -1.f, 1.f, 0);
+    fill(h.v, tv, n, -1.f, 1.f, 0);
+    DevBuf<T> dq(n), dk(n), dv(n), dout(n);
+    CK(cudaMemcpy(dq.p, tq.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dk.p, tk.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dv.p, tv.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemset(dout.p, 0xFF, n * sizeof(T)));
+    Geo g = launch<T>(s, dq.p, dk.p, dv.p, (const T*)nullptr, dout.p);
+    CK(cudaDeviceSynchronize());
+    // verify a sample of rows of the timed shape
+    std::vector<T> got(n);
+    CK(cudaMemcpy(got.data(), dout.p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    std::vector<std::array<int, 3>> rows;
+    std::uniform_int_distribution<int> ub(0, b - 1), uh(0, hh - 1), ui(0, sl - 1);
+    for (int r = 0; r < 256; ++r) rows.push_back({ub(rng), uh(rng), ui(rng)});
+    rows.push_back({b - 1, hh - 1, sl - 1});
+    rows.push_back({0, 0, 0});
+    long long nans = 0;
+    double err = check_rows<T>(s, h, got, rows, &nans);
+    bool ok = nans == 0 && err <= tol<T>();
+    if (!ok) g_fail++;
+
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < 3; ++i) launch<T>(s, dq.p, dk.p, dv.p, (const T*)nullptr, dout.p);
+    std::vector<float> ms;
+    for (int i = 0; i < reps; ++i) {
+        CK(cudaEventRecord(e0));
+        launch<T>(s, dq.p, dk.p, dv.p, (const T*)nullptr, dout.p);
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float t;
+        CK(cudaEventElapsedTime(&t, e0, e1));
+        ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    float med = ms[ms.size() / 2];
+    double flops = 4.0 * b * hh * (double)sl * sl * d * (causal ? 0.5 : 1.0);
+    std::printf("TIME %-28s path=%-7s median %.4f ms  min %.4f ms  %.1f TFLOP/s  (sampled maxerr %.3e nan=%lld %s)\n",
+                name, g.path, med, ms[0], flops / (med * 1e-3) / 1e12, err, nans, ok ? "ok" : "FAIL");
+    if (g_times) std::fprintf(g_times, "%s %.6f\n", name, med);
+    std::fflush(stdout);
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+}
+
+template <typename T> static void run_all(const std::vector<Case>& cs) {
+    for (auto& c : cs) run_case<T>(c);
+}
+
+int main(int argc, char** argv) {
+    bool small = argc > 1 && std::strcmp(argv[1], "--small") == 0;
+    bool time_only = argc > 1 && std::strcmp(argv[1], "--time") == 0;
+    bool check_only = argc > 1 && std::strcmp(argv[1], "--check") == 0;   // full correctness, no timing
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    g_cc_major = prop.major;
+    std::printf("device: %s, %d SMs, source %s, d64: MT %d BC %d QREG %d, d128: MT %d BC %d QREG %d\n", prop.name,
+                prop.multiProcessorCount, ATTN_SRC, mlxn_attn::D64_MT, mlxn_attn::D64_BC, (int)mlxn_attn::D64_QREG,
+                mlxn_attn::D128_MT, mlxn_attn::D128_BC, (int)mlxn_attn::D128_QREG);
+
+    // b, hq, hkv, sq, skv, d, dv, mask, causal, scale, misalign
+    std::vector<Case> small_cases = {
+        {1, 1, 1, 1, 1, 64, 64, M_NONE, 0, 0, 0},
+        {2, 4, 2, 17, 129, 64, 64, M_FULL, 0, 0, 0},
+        {1, 8, 1, 129, 17, 128, 128, M_NONE, 1, 0, 0},     // causal with sq > skv: fully masked rows
+        {1, 4, 2, 1, 129, 64, 64, M_NONE, 1, 0, 0},        // decode
+        {2, 2, 1, 129, 129, 32, 32, M_11SK, 1, 0, 0},
+        {1, 2, 2, 17, 17, 1, 1, M_NONE, 0, 0, 0},
+        {1, 3, 1, 17, 33, 7, 7, M_B11K, 0, 0, 0},
+        {2, 4, 4, 129, 129, 128, 128, M_FULL_DEADROW, 1, 0, 0},
+        {1, 2, 2, 65, 65, 64, 64, M_FULL_DEADROW, 0, 0, 1},  // misaligned q -> generic
+        {1, 2, 2, 33, 70, 80, 80, M_NONE, 1, 0, 0},
+    };
+    std::vector<Case> big_cases = {
+        {3, 2, 2, 1000, 1000, 64, 64, M_NONE, 1, 0, 0},
+        {1, 4, 2, 1, 1000, 64, 64, M_NONE, 0, 0, 0},        // decode
+        {1, 4, 2, 1, 1000, 128, 128, M_B11K, 0, 0, 0},
+        {1, 2, 2, 129, 1000, 80, 80, M_FULL, 1, 0, 0},
+        {2, 2, 2, 1000, 129, 128, 128, M_11SK, 0, 0, 0},
+        {1, 2, 1, 257, 257, 64, 32, M_NONE, 1, 0, 0},       // d != dv
+        {2, 4, 4, 200, 200, 128, 128, M_FULL_DEADROW, 1, 0, 0},
+        {1, 1, 1, 1000, 1000, 128, 128, M_NONE, 0, 1.0f, 0},  // peaky softmax
+        {1, 8, 1, 1000, 1000, 64, 64, M_FULL, 0, 0, 0},
+        {2, 8, 2, 517, 1000, 128, 128, M_NONE, 1, 0, 0},
+        {1, 2, 2, 1000, 1000, 32, 32, M_NONE, 1, 0, 0},
+        {3, 2, 1, 17, 17, 200, 136, M_FULL, 1, 0, 0},
+    };
+    if (!time_only) {
+        std::printf("== correctness (%s) ==\n", small ? "small" : "full");
+        run_all<float>(small_cases);
+        run_all<__half>(small_cases);
+        run_all<__nv_bfloat16>(small_cases);
+        if (!small) {
+            run_all<float>(big_cases);
+            run_all<__half>(big_cases);
+            run_all<__nv_bfloat16>(big_cases);
+        }
+    }
+    if (!small && !check_only) {
+        g_times = std::fopen("attn_times.txt", "w");
+        std::printf("== timing ==\n");
+        time_case<__nv_bfloat16>("bf16_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
+        time_case<__nv_bfloat16>("bf16_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);
+        time_case<__half>("f16_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
+        time_case<__half>("f16_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);
+        time_case<__nv_bfloat16>("bf16_8x16x2048x128", 8, 16, 2048, 128, 0, 20);
+        time_case<__nv_bfloat16>("bf16_8x16x2048x128_causal", 8, 16, 2048, 128, 1, 20);
+        time_case<float>("f32_2x8x1024x64", 2, 8, 1024, 64, 0, 10);
+        std::fclose(g_times);
+    }
+    std::printf("RESULT: %s (%d failures)\n", g_fail ? "FAIL" : "PASS", g_fail);
+    return g_fail ? 1 : 0;
+}
