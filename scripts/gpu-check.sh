@@ -16,7 +16,7 @@ rm -rf "$out"
 mkdir -p "$out"
 cargo build --release --bin mlx-native
 cp target/release/mlx-native "$out/"
-cargo test --release --no-run --message-format=json --test gpu_ops --test gpu_cache --test kernels_compile --test no_gpu \
+cargo test --release --no-run --message-format=json --test gpu_ops --test gpu_cache --test gpu_exec --test kernels_compile --test no_gpu --test model_minilm --test model_bert --test model_embedder \
   | python3 -c '
 import json, sys, shutil
 for line in sys.stdin:

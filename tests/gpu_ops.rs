@@ -372,6 +372,9 @@ mod gpu {
             check(g, Op::Transpose { perm: vec![2, 0, 3, 1] }, &[x], 0.0, "transpose 4-D");
             let x = rnd(d, &[2, 64, 12, 32], s + 2);
             check(g, Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x], 0.0, "transpose heads");
+            // Last axis kept but not a whole number of 16-byte vectors: the unvectorised row path.
+            let x = rnd(d, &[3, 5, 2, 7], s + 5);
+            check(g, Op::Transpose { perm: vec![2, 0, 1, 3] }, &[x], 0.0, "transpose rows, odd width");
             let x = rnd(d, &[129, 67], s + 3);
             check(g, Op::Transpose { perm: vec![1, 0] }, &[x], 0.0, "transpose 2-D odd");
             let x = rnd(d, &[5, 7, 9], s + 4);

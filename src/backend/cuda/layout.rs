@@ -53,6 +53,18 @@ impl CudaBackend {
             // SAFETY: the pitches and extents come from the tensors' shapes; every address is inside src / dst.
             return unsafe { l.launch(cfg(grid, BLOCK)) }.map(drop).map_err(super::launch_err("copy"));
         }
+        // The last axis contiguous on both sides: whole rows, vectorised, placed by their outer index.
+        if src_s.last() == Some(&1) && dst_s.last() == Some(&1) {
+            let k = shape.len() - 1;
+            let d = Dims::new("copy", &shape[..k], &src_s[..k], &dst_s[..k])?;
+            let f = self.kernels.function(&SOURCE, &format!("copy_nd_rows_{w}"))?;
+            let (r64, c64) = ((n / shape[k]) as i64, shape[k] as i64);
+            let grid = grid_stride(&self.dev.info, n.div_ceil(4), BLOCK);
+            let mut l = stream.launch_builder(&f);
+            l.arg(&src).arg(&dst).arg(&r64).arg(&c64).arg(&d);
+            // SAFETY: rows x cols elements at the offsets the strides give, all inside src / dst by construction.
+            return unsafe { l.launch(cfg(grid, BLOCK)) }.map(drop).map_err(super::launch_err("copy"));
+        }
         let d = Dims::new("copy", &shape, src_s, dst_s)?;
         let f = self.kernels.function(&SOURCE, &format!("copy_nd_{w}"))?;
         let n64 = n as i64;

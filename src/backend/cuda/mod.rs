@@ -229,7 +229,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, tensor: &Tensor) -> Result<CudaBuffer> {
-        self.gate.pass()?;
+        let _pass = self.gate.pass()?;
         self.dev.bind()?;
         let bytes = tensor.as_bytes();
         let buf = self.buffer(bytes.len())?;
@@ -238,7 +238,7 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, buf: &CudaBuffer, desc: &TensorDesc) -> Result<Tensor> {
-        self.gate.pass()?;
+        let _pass = self.gate.pass()?;
         self.dev.bind()?;
         check_len("download", buf, desc)?;
         let mut hv = HostVec::zeros(desc.dtype, desc.shape.numel());
@@ -248,7 +248,7 @@ impl Backend for CudaBackend {
     }
 
     fn poison(&self, buf: &mut CudaBuffer, desc: &TensorDesc) -> Result<()> {
-        self.gate.pass()?;
+        let _pass = self.gate.pass()?;
         self.dev.bind()?;
         check_len("poison", buf, desc)?;
         let n = desc.shape.numel();
@@ -266,7 +266,7 @@ impl Backend for CudaBackend {
     }
 
     fn execute(&self, call: &OpCall<'_>, inputs: &[&CudaBuffer], out: &mut CudaBuffer) -> Result<()> {
-        self.gate.pass()?;
+        let _pass = self.gate.pass()?;
         self.dev.bind()?;
         if inputs.len() != call.inputs.len() {
             return Err(Error::Graph(format!(
@@ -317,7 +317,7 @@ impl Backend for CudaBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.gate.pass()?;
+        let _pass = self.gate.pass()?;
         self.dev.bind()?;
         self.dev.synchronize()?;
         self.check_flag()
@@ -333,7 +333,7 @@ impl Backend for CudaBackend {
     }
 
     fn write(&self, buf: &mut CudaBuffer, tensor: &Tensor) -> Result<()> {
-        self.gate.pass()?;
+        let _pass = self.gate.pass()?;
         self.dev.bind()?;
         let bytes = tensor.as_bytes();
         if buf.len < bytes.len() {

@@ -11,41 +11,66 @@ use cudarc::driver::{sys, CudaGraph};
 use crate::backend::Replay;
 use crate::error::{Error, Result};
 
-/// Which thread, if any, is capturing.
+/// Which thread, if any, is capturing, and how many operations are queuing work right now.
+#[derive(Default)]
+struct State {
+    capturing: Option<ThreadId>,
+    active: usize,
+}
+
+/// Lets operations queue work on the stream together, but never while another thread captures: a capture waits
+/// for operations in flight (a transfer records events between its chunks) and they wait for the capture.
 #[derive(Default)]
 pub(crate) struct Gate {
-    capturing: Mutex<Option<ThreadId>>,
-    ended: Condvar,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// Held by an operation while it queues work; see [`Gate::pass`].
+pub(crate) struct Pass<'a>(&'a Gate);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.state.lock() {
+            s.active -= 1;
+        }
+        self.0.changed.notify_all();
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Gpu("capture gate poisoned".into())
 }
 
 impl Gate {
-    /// Waits while another thread captures.
-    pub(crate) fn pass(&self) -> Result<()> {
+    /// Waits while another thread captures; the returned pass keeps captures out until dropped.
+    pub(crate) fn pass(&self) -> Result<Pass<'_>> {
         let me = std::thread::current().id();
-        let mut g = self.capturing.lock().map_err(|_| Error::Gpu("capture gate poisoned".into()))?;
-        while matches!(*g, Some(t) if t != me) {
-            g = self.ended.wait(g).map_err(|_| Error::Gpu("capture gate poisoned".into()))?;
+        let mut s = self.state.lock().map_err(poisoned)?;
+        while matches!(s.capturing, Some(t) if t != me) {
+            s = self.changed.wait(s).map_err(poisoned)?;
         }
-        Ok(())
+        s.active += 1;
+        Ok(Pass(self))
     }
 
-    /// Marks this thread as capturing, after any other capture ends.
+    /// Marks this thread as capturing, once no other capture and no operation of another thread is in flight.
     pub(crate) fn close(&self) -> Result<()> {
         let me = std::thread::current().id();
-        let mut g = self.capturing.lock().map_err(|_| Error::Gpu("capture gate poisoned".into()))?;
-        while g.is_some() {
-            g = self.ended.wait(g).map_err(|_| Error::Gpu("capture gate poisoned".into()))?;
+        let mut s = self.state.lock().map_err(poisoned)?;
+        while s.capturing.is_some() || s.active > 0 {
+            s = self.changed.wait(s).map_err(poisoned)?;
         }
-        *g = Some(me);
+        s.capturing = Some(me);
         Ok(())
     }
 
     /// Ends this thread's capture and wakes the waiting threads.
     pub(crate) fn open(&self) {
-        if let Ok(mut g) = self.capturing.lock() {
-            *g = None;
+        if let Ok(mut s) = self.state.lock() {
+            s.capturing = None;
         }
-        self.ended.notify_all();
+        self.changed.notify_all();
     }
 }
 
