@@ -27,7 +27,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         shutil.copy(m["executable"], sys.argv[1] + "/" + m["target"]["name"])
 ' "$out"
-cp scripts/gpu_torch_bench.py "$out/"
+cp tools/torch_bench.py "$out/"
 for f in "$out"/*; do
   case "$f" in *.py) ;; *) strip "$f" ;; esac
 done
@@ -46,7 +46,7 @@ tests+=' timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 ./gpu_
 tests+=' timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 ./gpu_ops --test-threads=1 racecheck_set >> $OUT/sanitizer.log 2>&1; echo "racecheck rc=$?" | tee -a $OUT/summary.txt;'
 tests+=' grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test result" $OUT/sanitizer.log | tee -a $OUT/summary.txt;'
 bench="timeout 330 ./mlx-native bench --device all $quick --json \$OUT/bench.json > \$OUT/bench.txt 2>&1; echo \"bench rc=\$?\" | tee -a \$OUT/summary.txt;"
-bench+=' timeout 90 python3 gpu_torch_bench.py $OUT/torch.json > $OUT/torch.txt 2>&1; echo "torch rc=$?" | tee -a $OUT/summary.txt;'
+bench+=' timeout 150 python3 torch_bench.py $OUT/bench.json --out $OUT/torch.json > $OUT/torch.txt 2>&1; echo "torch rc=$?" | tee -a $OUT/summary.txt;'
 bench+=' grep -A40 "copy bandwidth" $OUT/bench.txt | head -60; cat $OUT/torch.txt | tail -n 25'
 echo
 echo "run on the GPU machine (device run, carry [\"$out\"], timeout_s 600), all in one call:"
