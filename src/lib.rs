@@ -24,11 +24,12 @@ pub mod bench;
 pub mod error;
 pub mod exec;
 pub mod graph;
+pub mod models;
 pub mod pool;
 pub mod tensor;
 pub mod util;
 
 pub use error::{Error, Result};
-pub use exec::{CompiledGraph, DevicePolicy, ExecOptions, Executor};
+pub use exec::{CompiledGraph, DevicePolicy, ExecOptions, ExecStats, Executor};
 pub use graph::{BinaryOp, GeluKind, Graph, GraphBuilder, NodeId, Op, ReduceKind, TensorDesc};
 pub use tensor::{DType, Element, Shape, Tensor};

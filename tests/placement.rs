@@ -6,12 +6,10 @@ use mlx_native::{DType, Graph, GraphBuilder, NodeId, Tensor};
 fn rates(with_gpu: bool) -> MachineRates {
     MachineRates {
         cpu: DeviceRates { launch_us: 1.0, gflops_f32: 100.0, gflops_half: 50.0, gbps: 20.0 },
-        gpu: with_gpu.then(|| {
-            (
-                DeviceRates { launch_us: 5.0, gflops_f32: 40_000.0, gflops_half: 400_000.0, gbps: 2500.0 },
-                LinkRates { latency_us: 10.0, gbps: 20.0 },
-            )
-        }),
+        gpu: with_gpu.then_some((
+            DeviceRates { launch_us: 5.0, gflops_f32: 40_000.0, gflops_half: 400_000.0, gbps: 2500.0 },
+            LinkRates { latency_us: 10.0, gbps: 20.0 },
+        )),
     }
 }
 

@@ -47,6 +47,8 @@ pub trait Backend: Send + Sync {
     fn download(&self, buf: &Self::Buffer, desc: &TensorDesc) -> Result<Tensor>;
 
     /// Turns a buffer that is no longer needed into a host tensor (the CPU moves instead of copying).
+    // Named for what happens to the buffer (it is consumed), not to `self`.
+    #[allow(clippy::wrong_self_convention)]
     fn into_tensor(&self, buf: Self::Buffer, desc: &TensorDesc) -> Result<Tensor> {
         self.download(&buf, desc)
     }
@@ -67,4 +69,34 @@ pub trait Backend: Send + Sync {
 
     /// Returns cached device memory to the device (the executor calls it before retrying after running out).
     fn release_cache(&self) {}
+
+    /// Copies a host tensor into an existing buffer that holds at least its elements (replay reuses input
+    /// buffers, whose addresses a recording has baked in).
+    fn write(&self, buf: &mut Self::Buffer, tensor: &Tensor) -> Result<()> {
+        let _ = (buf, tensor);
+        Err(crate::Error::Unsupported { backend: self.name(), what: "writing into an existing buffer".into() })
+    }
+
+    /// Whether [`Backend::begin_recording`] can work on this device (checked before buffers are set up for it).
+    fn supports_recording(&self) -> bool {
+        false
+    }
+
+    /// Starts recording queued work instead of running it (a CUDA graph capture). `Ok(false)`: this device cannot
+    /// record, and nothing changed. While recording, only the recording thread may queue work on this device.
+    fn begin_recording(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Ends the recording started by [`Backend::begin_recording`] and returns it, ready to replay. Nothing recorded
+    /// has run yet.
+    fn end_recording(&self) -> Result<Box<dyn Replay>> {
+        Err(crate::Error::Unsupported { backend: self.name(), what: "recording".into() })
+    }
+}
+
+/// Recorded device work that can be run again with one call, reading and writing the same buffers.
+pub trait Replay: Send + Sync {
+    /// Queues the recorded work once more.
+    fn replay(&self) -> Result<()>;
 }

@@ -106,3 +106,24 @@ pub fn block_tokens(quick: bool) -> Vec<usize> {
         vec![1, 16, 128, 1024, 4096, 16384]
     }
 }
+
+/// Whether `Auto` would run `case` on the GPU as a one-op graph: the first operand arrives from the host, and the
+/// other operands of matmul-like ops are resident weights (the usual case in a model).
+pub fn auto_picks_gpu(case: &BenchCase, rates: &crate::exec::MachineRates) -> Result<bool> {
+    use crate::graph::{GraphBuilder, Op};
+    let weights = matches!(case.op, Op::MatMul { .. } | Op::FusedLinearAdd { .. } | Op::FusedLinearAddGelu { .. });
+    let mut g = GraphBuilder::new();
+    let mut ids = vec![];
+    for (i, d) in case.inputs.iter().enumerate() {
+        ids.push(if i > 0 && weights {
+            g.constant(crate::tensor::Tensor::zeros(d.dtype, d.shape.clone()))
+        } else {
+            g.input(&format!("x{i}"), d.dtype, d.shape.clone())
+        });
+    }
+    let y = g.op(case.op.clone(), &ids)?;
+    g.output(y)?;
+    let graph = g.build()?;
+    let placement = crate::exec::place(&graph, PlacementPolicy::Auto, rates);
+    Ok(placement[y.0] == Device::Gpu)
+}

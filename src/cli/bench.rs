@@ -6,8 +6,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mlx_native::backend::cpu::CpuBackend;
 use mlx_native::backend::Backend;
 use mlx_native::bench::{
-    block_tokens, gemm_direct, policy_label, print_table, suite, time_block, time_case, BenchCase, BenchRow, Budget,
-    Mode,
+    block_tokens, gemm_direct, policy_label, print_table, suite, time_block, time_case, time_plan_replay, BenchCase,
+    BenchRow, Budget, Mode,
 };
 use mlx_native::exec::{ExecOptions, Executor, PlacementPolicy};
 use mlx_native::{Error, Result};
@@ -46,14 +46,15 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
             bar.inc(1);
         }
     }
-    if let Some(g) = &gpu {
-        rows.extend(super::gpu::run_suite(g, &cases, budget, &bar)?);
+    // Taken by value so the suite's GPU memory is released before the graph benchmarks open the device again.
+    if let Some(g) = gpu {
+        rows.extend(super::gpu::run_suite(&g, &cases, budget, &bar)?);
     }
-    drop(gpu);
     rows.extend(block_rows(device, quick, budget, &bar)?);
     bar.finish_and_clear();
     print_table(&rows);
     print_checks(&rows);
+    print_seed_table(&rows, &cases)?;
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::arg("bench", e.to_string()))?;
         std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
@@ -76,6 +77,14 @@ fn block_rows(device: DeviceArg, quick: bool, budget: Budget, bar: &ProgressBar)
     }
     let hiddens: &[usize] = if quick { &[384] } else { &[384, 1024] };
     let mut rows = vec![];
+    for &p in policies.iter().filter(|p| matches!(p, PlacementPolicy::ForceCpu | PlacementPolicy::ForceGpu)) {
+        let (row, wall) = time_plan_replay(&base.with_policy(p), policy_label(p), budget)?;
+        bar.println(format!(
+            "PlanReplay100 on {}: {:.1} us host per run ({:.1} us wall per run)",
+            row.device, row.median_us, wall
+        ));
+        rows.push(row);
+    }
     bar.inc_length((policies.len() * hiddens.len() * block_tokens(quick).len()) as u64);
     for &hidden in hiddens {
         for tokens in block_tokens(quick) {
@@ -144,6 +153,35 @@ pub fn run_device<B: Backend>(
         bar.inc(1);
     }
     Ok(rows)
+}
+
+/// The seed design's table: GPU speedup over the engine's own CPU backend for MatMul, Add, GELU and the fused
+/// linear op, and whether `Auto` places that op on the GPU.
+fn print_seed_table(rows: &[BenchRow], cases: &[BenchCase]) -> Result<()> {
+    let exec = Executor::new(ExecOptions::default())?;
+    if exec.gpu().is_none() {
+        return Ok(());
+    }
+    let rates = exec.rates()?;
+    println!("\nGPU vs the engine's CPU backend ({} CPU threads):", rayon::current_num_threads());
+    println!("  {:<20} {:<20} {:<5} {:>10} {:>10}", "op", "shape", "dtype", "speedup", "Auto picks");
+    for c in cases.iter().filter(|c| matches!(c.name, "MatMul" | "Add" | "Gelu" | "FusedLinearAddGelu")) {
+        let find = |dev: &str| {
+            rows.iter().find(|r| r.device == dev && r.op == c.name && r.shape == c.shape && r.dtype == c.dtype.name())
+        };
+        if let (Some(cpu), Some(gpu)) = (find("cpu"), find("cuda")) {
+            let pick = if mlx_native::bench::auto_picks_gpu(c, rates)? { "GPU" } else { "CPU" };
+            println!(
+                "  {:<20} {:<20} {:<5} {:>9.1}x {:>10}",
+                c.name,
+                format!("{:?}", c.shape),
+                c.dtype.name(),
+                cpu.median_us / gpu.median_us,
+                pick
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Ratios the issues ask for, computed from rows of this run.

