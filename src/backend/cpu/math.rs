@@ -196,6 +196,21 @@ pub(crate) fn max(x: &[f32]) -> f32 {
     pick(fold(acc, pick), tail)
 }
 
+/// Dot product with 16 independent accumulators.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..16 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Combines the accumulators pairwise.
 #[inline(always)]
 fn fold(mut acc: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
