@@ -19,6 +19,10 @@ use crate::tensor::{HostVec, Shape};
 const BQ: usize = 64;
 /// Keys per score tile.
 const BK: usize = 256;
+/// Multiply-adds of a whole problem below which it runs on the calling thread.
+const PARALLEL_MIN: usize = 1 << 17;
+/// Multiply-adds of a tile (both products) below which plain loops beat gemm's setup.
+const SMALL_TILE: usize = 16 * 1024;
 
 /// Sizes and operands shared by every task.
 struct Problem<'a> {
@@ -84,6 +88,12 @@ pub(crate) fn attention(
         if o.is_empty() {
             return Ok(());
         }
+        if b * hq * sq * skv * (d + dv) < PARALLEL_MIN {
+            // Waking the other threads would cost more than the whole job (decoding one token, tiny heads).
+            return o.chunks_mut(sq * dv).enumerate().try_for_each(|(bh, oh)| {
+                oh.chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| p.block(bh, qb * BQ, ob))
+            });
+        }
         o.par_chunks_mut(sq * dv).enumerate().try_for_each(|(bh, oh)| {
             oh.par_chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| p.block(bh, qb * BQ, ob))
         })
@@ -109,16 +119,24 @@ impl Problem<'_> {
         while j0 < skv && !(self.causal && j0 as isize > block_limit) {
             let bk = BK.min(skv - j0);
             let s = &mut scores[..bq * bk];
-            gemm_f32(
-                [bq, d, bk],
-                self.q,
-                Mat::dense(q_off, d, false),
-                self.k,
-                Mat::dense(k_base + j0 * d, d, true),
-                s,
-                false,
-                false,
-            )?;
+            // Tiny tiles (decoding, short sequences) cost less as plain loops than as two gemm calls.
+            let small = bq * bk * (d + dv) <= SMALL_TILE;
+            let k_tile = &self.k[k_base + j0 * d..k_base + (j0 + bk) * d];
+            let v_tile = &self.v[v_base + j0 * dv..v_base + (j0 + bk) * dv];
+            if small {
+                small_scores(&self.q[q_off..q_off + bq * d], k_tile, d, s);
+            } else {
+                gemm_f32(
+                    [bq, d, bk],
+                    self.q,
+                    Mat::dense(q_off, d, false),
+                    k_tile,
+                    Mat::dense(0, d, true),
+                    s,
+                    false,
+                    false,
+                )?;
+            }
             for (r, srow) in s.chunks_mut(bk).enumerate() {
                 let i = i0 + r;
                 match self.mask {
@@ -151,16 +169,20 @@ impl Problem<'_> {
                     }
                 }
             }
-            gemm_f32(
-                [bq, bk, dv],
-                s,
-                Mat::dense(0, bk, false),
-                self.v,
-                Mat::dense(v_base + j0 * dv, dv, false),
-                out,
-                false,
-                true,
-            )?;
+            if small {
+                small_pv(s, v_tile, bk, out);
+            } else {
+                gemm_f32(
+                    [bq, bk, dv],
+                    s,
+                    Mat::dense(0, bk, false),
+                    v_tile,
+                    Mat::dense(0, dv, false),
+                    out,
+                    false,
+                    true,
+                )?;
+            }
             j0 += bk;
         }
         for (r, orow) in out.chunks_mut(dv).enumerate() {
@@ -198,5 +220,37 @@ multiversion! {
     fn exp_shift_sum(row: &mut [f32], m: f32) -> f32 {
         math::map_in_place(row, |x| math::exp_neg(x - m));
         math::sum(row)
+    }
+}
+
+multiversion! {
+    /// s[r, c] = q_r · k_c for row-major q [rows, d] and k [cols, d].
+    fn small_scores(q: &[f32], k: &[f32], d: usize, s: &mut [f32]) {
+        let cols = k.len() / d.max(1);
+        for (qr, sr) in q.chunks_exact(d.max(1)).zip(s.chunks_exact_mut(cols.max(1))) {
+            for (kc, sv) in k.chunks_exact(d.max(1)).zip(sr.iter_mut()) {
+                *sv = math::dot(qr, kc);
+            }
+        }
+        if d == 0 {
+            s.fill(0.0);
+        }
+    }
+}
+
+multiversion! {
+    /// out[r, :] += Σ_c p[r, c] · v[c, :] for p [rows, cols] and v [cols, dv].
+    fn small_pv(p: &[f32], v: &[f32], cols: usize, out: &mut [f32]) {
+        let dv = v.len() / cols.max(1);
+        if dv == 0 {
+            return;
+        }
+        for (pr, or) in p.chunks_exact(cols).zip(out.chunks_exact_mut(dv)) {
+            for (&w, vc) in pr.iter().zip(v.chunks_exact(dv)) {
+                for (o, x) in or.iter_mut().zip(vc) {
+                    *o = w.mul_add(*x, *o);
+                }
+            }
+        }
     }
 }

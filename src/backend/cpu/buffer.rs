@@ -133,3 +133,41 @@ fn narrow_into<H: HalfToF32>(dst: &mut [H], f: impl FnOnce(&mut [f32]) -> Result
     dst.par_chunks_mut(CHUNK).zip(tmp.par_chunks(CHUNK)).for_each(|(d, s)| H::narrow(s, d));
     Ok(())
 }
+
+/// out = f(x) elementwise over the first `desc.numel()` elements, in parallel chunks. Half types are widened and
+/// narrowed one chunk at a time, so no tensor-sized f32 copy is made; f32 runs in place of the buffers.
+pub(crate) fn map_chunks(
+    x: &CpuBuffer,
+    xd: &TensorDesc,
+    out: &mut HostVec,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Result<()> {
+    let n = xd.shape.numel();
+    match (xd.dtype, out.dtype()) {
+        (DType::F32, DType::F32) => {
+            let (src, dst) = (typed::<f32>(x, xd)?, typed_mut::<f32>(out, n)?);
+            dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| f(s, o));
+            Ok(())
+        }
+        (DType::F16, DType::F16) => half_chunks(typed::<f16>(x, xd)?, typed_mut::<f16>(out, n)?, f),
+        (DType::BF16, DType::BF16) => half_chunks(typed::<bf16>(x, xd)?, typed_mut::<bf16>(out, n)?, f),
+        _ => {
+            let xv = f32_input(x, xd)?;
+            write_f32(out, n, |o| {
+                o.par_chunks_mut(CHUNK).zip(xv.par_chunks(CHUNK)).for_each(|(o, s)| f(s, o));
+                Ok(())
+            })
+        }
+    }
+}
+
+fn half_chunks<H: HalfToF32>(src: &[H], dst: &mut [H], f: impl Fn(&[f32], &mut [f32]) + Sync) -> Result<()> {
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
+        let mut wide = vec![0f32; 2 * s.len()];
+        let (a, b) = wide.split_at_mut(s.len());
+        H::widen(s, a);
+        f(a, b);
+        H::narrow(b, d);
+    });
+    Ok(())
+}

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::buffer::{f32_input, typed, typed_mut, write_f32, CHUNK};
+use super::buffer::{f32_input, map_chunks, typed, typed_mut, write_f32, CHUNK};
 use super::math;
 use super::simd::multiversion;
 use super::CpuBuffer;
@@ -167,22 +167,14 @@ pub(crate) fn gelu_into(kind: GeluKind, x: &[f32], out: &mut [f32]) {
     }
 }
 
-fn unary(x: &CpuBuffer, xd: &TensorDesc, out: &mut HostVec, f: impl Fn(&[f32], &mut [f32]) + Sync) -> Result<()> {
-    let xv = f32_input(x, xd)?;
-    write_f32(out, xd.shape.numel(), |o| {
-        o.par_chunks_mut(CHUNK).zip(xv.par_chunks(CHUNK)).for_each(|(o, x)| f(x, o));
-        Ok(())
-    })
-}
-
 /// GELU.
 pub(crate) fn gelu(kind: GeluKind, x: &CpuBuffer, xd: &TensorDesc, out: &mut HostVec, _od: &TensorDesc) -> Result<()> {
-    unary(x, xd, out, |x, o| gelu_into(kind, x, o))
+    map_chunks(x, xd, out, |x, o| gelu_into(kind, x, o))
 }
 
 /// SiLU.
 pub(crate) fn silu(x: &CpuBuffer, xd: &TensorDesc, out: &mut HostVec, _od: &TensorDesc) -> Result<()> {
-    unary(x, xd, out, silu_slice)
+    map_chunks(x, xd, out, silu_slice)
 }
 
 /// dtype conversion: floats through f32 (rounding once), ids by value (`Err` for an i64 that does not fit u32).
@@ -215,13 +207,7 @@ pub(crate) fn cast(x: &CpuBuffer, xd: &TensorDesc, out: &mut HostVec, od: &Tenso
             });
             Ok(())
         }
-        (from, to) if from.is_float() && to.is_float() => {
-            let xv = f32_input(x, xd)?;
-            write_f32(out, n, |o| {
-                o.par_chunks_mut(CHUNK).zip(xv.par_chunks(CHUNK)).for_each(|(o, s)| o.copy_from_slice(s));
-                Ok(())
-            })
-        }
+        (from, to) if from.is_float() && to.is_float() => map_chunks(x, xd, out, |s, o| o.copy_from_slice(s)),
         (from, to) => Err(Error::arg("Cast", format!("cannot cast {from} to {to}"))),
     }
 }

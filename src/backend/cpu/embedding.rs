@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::buffer::typed;
+use super::buffer::{typed, CHUNK};
 use super::layout::{by_size, raw_in, raw_out};
 use super::CpuBuffer;
 use crate::error::{Error, Result};
@@ -42,7 +42,7 @@ pub(crate) fn embedding(
     by_size!(td.dtype, T => {
         let src = raw_in::<T>(table, td)?;
         let dst = raw_out::<T>(out, od.shape.numel())?;
-        let per_task = (8192 / dim).max(1);
+        let per_task = (CHUNK / dim).max(1);
         dst.par_chunks_mut(per_task * dim).zip(rows.par_chunks(per_task)).for_each(|(o, ids)| {
             for (o, &r) in o.chunks_mut(dim).zip(ids) {
                 o.copy_from_slice(&src[r * dim..(r + 1) * dim]);

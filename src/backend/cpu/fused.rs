@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::buffer::{f32_input, write_f32};
+use super::buffer::{f32_input, write_f32, CHUNK};
 use super::math;
 use super::matmul::{gemm_f32, Mat};
 use super::simd::multiversion;
@@ -40,7 +40,7 @@ pub(crate) fn linear(
         if n == 0 {
             return Ok(());
         }
-        let rows_per_task = (8192 / n).max(1);
+        let rows_per_task = (CHUNK / n).max(1);
         o.par_chunks_mut(rows_per_task * n).for_each(|block| {
             for row in block.chunks_mut(n) {
                 match gelu {

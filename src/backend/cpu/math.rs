@@ -2,19 +2,22 @@
 //! compile it with their SIMD features. `mul_add` becomes one FMA instruction in the AVX2+FMA copies (see
 //! `simd.rs`); only the portable fallback, for CPUs without FMA, pays a library call for it.
 
-/// e^x for f32, within 2 ulp over the normal range; 0 below the smallest normal result, +inf above the largest,
-/// NaN for NaN. Cephes' reduction and polynomial with the power of two built from bits.
+/// Smallest argument with a normal result.
+const EXP_LO: f32 = -87.336_55;
+/// Largest argument the bit trick below takes (n = 127); f32's own limit is 88.72.
+const EXP_HI: f32 = 88.376;
+
+/// e^x for x in [EXP_LO, EXP_HI] (NaN gives NaN): Cephes' two-part reduction and polynomial, with 2^n built by
+/// shifting the rounding constant's low bits into the exponent.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
+fn exp_core(x: f32) -> f32 {
+    // 1.5·2²³ + 127: after the add, the low mantissa bits hold n + 127.
+    const MAGIC: f32 = 12_583_039.0;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2²³ rounds to the nearest integer, which then sits in the low mantissa bits.
-    const MAGIC: f32 = 12_582_912.0;
-    let xc = x.clamp(-87.336_55, 88.722_83);
-    let t = xc.mul_add(LOG2E, MAGIC).clamp(MAGIC - 126.0, MAGIC + 127.0);
+    let t = x.mul_add(std::f32::consts::LOG2_E, MAGIC);
     let n = t - MAGIC;
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     let mut p = 1.987_569_1e-4_f32;
     p = p.mul_add(r, 1.398_199_9e-3);
     p = p.mul_add(r, 8.333_452e-3);
@@ -22,39 +25,30 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 1.666_666_5e-1);
     p = p.mul_add(r, 0.5);
     let y = (p * r).mul_add(r, r) + 1.0;
-    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
-    let scale = f32::from_bits(((ni + 127) << 23) as u32);
-    let v = y * scale;
-    let v = if x < -87.336_55 { 0.0 } else { v };
-    if x > 88.722_83 {
+    y * f32::from_bits(t.to_bits() << 23)
+}
+
+/// e^x for f32 within a few ulp; 0 below the smallest normal result, +inf above 88.38 (a little before f32's
+/// own overflow at 88.72, which no caller here gets near), NaN for NaN. Selects rather than `min`/`max` so NaN
+/// stays NaN.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    let xc = if x < EXP_LO { EXP_LO } else { x };
+    let xc = if xc > EXP_HI { EXP_HI } else { xc };
+    let v = exp_core(xc);
+    let v = if x < EXP_LO { 0.0 } else { v };
+    if x > EXP_HI {
         f32::INFINITY
     } else {
         v
     }
 }
 
-/// e^x for x <= 0: [`exp`] without the overflow side. 0 below the smallest normal result, NaN for NaN.
+/// e^x for x <= 0: [`exp`] without the overflow side (softmax and attention exponentiate x - max).
 #[inline(always)]
 pub(crate) fn exp_neg(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0;
-    // A select rather than `max`, which would turn NaN into a number.
-    let xc = if x < -87.336_55 { -87.336_55 } else { x };
-    let t = xc.mul_add(LOG2E, MAGIC);
-    let n = t - MAGIC;
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
-    let mut p = 1.987_569_1e-4_f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
-    let y = (p * r).mul_add(r, r) + 1.0;
-    let ni = t.to_bits() as i32 - MAGIC.to_bits() as i32;
-    let v = y * f32::from_bits(((ni + 127) << 23) as u32);
-    if x < -87.336_55 {
+    let v = exp_core(if x < EXP_LO { EXP_LO } else { x });
+    if x < EXP_LO {
         0.0
     } else {
         v
@@ -200,6 +194,21 @@ pub(crate) fn max(x: &[f32]) -> f32 {
     }
     let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| pick(m, *v));
     pick(fold(acc, pick), tail)
+}
+
+/// Dot product with 16 independent accumulators.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..16 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Combines the accumulators pairwise.

@@ -144,6 +144,13 @@ pub(crate) fn matmul(
             let (oa, ob) = offsets(i);
             (Mat::dense(oa, a_cols, ta), Mat::dense(ob, b_cols, tb))
         };
+        if nb * m * n * k <= SMALL {
+            // Too little work to be worth waking other threads.
+            return o.chunks_mut(m * n).enumerate().try_for_each(|(i, oc)| {
+                let (am, bm) = mat(i);
+                gemm_f32([m, k, n], &av, am, &bv, bm, oc, false, false)
+            });
+        }
         if nb > 1 && m * n * k <= SMALL {
             o.par_chunks_mut(m * n).enumerate().try_for_each(|(i, oc)| {
                 let (am, bm) = mat(i);

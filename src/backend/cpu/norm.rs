@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::buffer::{f32_input, write_f32};
+use super::buffer::{f32_input, write_f32, CHUNK};
 use super::math;
 use super::simd::multiversion;
 use super::CpuBuffer;
@@ -10,12 +10,13 @@ use crate::error::Result;
 use crate::graph::TensorDesc;
 use crate::tensor::HostVec;
 
-/// Runs `f(x_row, out_row)` over all rows in parallel, several short rows per task.
+/// Runs `f(x_row, out_row)` over all rows in parallel, about `CHUNK` elements per task (fewer tasks would
+/// leave a core idle, smaller ones cost more to hand over than they take).
 pub(crate) fn par_rows(x: &[f32], out: &mut [f32], n: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
     if n == 0 || out.is_empty() {
         return;
     }
-    let rows_per_task = (8192 / n).max(1);
+    let rows_per_task = (CHUNK / n).max(1);
     out.par_chunks_mut(rows_per_task * n).zip(x.par_chunks(rows_per_task * n)).for_each(|(o, x)| {
         for (o, x) in o.chunks_mut(n).zip(x.chunks(n)) {
             f(x, o);

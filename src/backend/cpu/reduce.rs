@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::buffer::{f32_input, write_f32};
+use super::buffer::{f32_input, write_f32, CHUNK};
 use super::math;
 use super::simd::multiversion;
 use super::CpuBuffer;
@@ -33,7 +33,7 @@ pub(crate) fn reduce(
             return Ok(());
         }
         if inner == 1 {
-            let per_task = (8192 / len).max(1);
+            let per_task = (CHUNK / len).max(1);
             o.par_chunks_mut(per_task).zip(xv.par_chunks(per_task * len)).for_each(|(o, x)| {
                 for (o, row) in o.iter_mut().zip(x.chunks(len)) {
                     *o = reduce_row(kind, row);
