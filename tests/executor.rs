@@ -127,7 +127,7 @@ fn auto_without_gpu_runs_on_cpu() {
     // This machine (like CI) has no GPU: Auto must fall back to the CPU and say why.
     let exec = Executor::new(ExecOptions::default()).unwrap();
     if exec.gpu().is_some() {
-        println!("SKIPPED: a GPU is present; this test checks the no-GPU fallback");
+        mlx_native::util::skipped("SKIPPED: a GPU is present; this test checks the no-GPU fallback");
         return;
     }
     let reason = exec.gpu_unavailable_reason().unwrap_or_default().to_string();

@@ -9,7 +9,7 @@ fn disk_cache_cold_warm_and_corrupt() {
 
     if let Err(reason) = CudaBackend::is_available() {
         assert!(std::env::var_os("MLX_NATIVE_REQUIRE_GPU").is_none(), "no GPU but one is required: {reason}");
-        println!("SKIPPED: no GPU ({reason})");
+        mlx_native::util::skipped(&format!("SKIPPED: no GPU ({reason})"));
         return;
     }
     let dir = std::env::temp_dir().join(format!("mlx-native-kcache-{}", std::process::id()));
@@ -49,5 +49,5 @@ fn disk_cache_cold_warm_and_corrupt() {
 #[cfg(not(all(feature = "cuda", target_os = "linux")))]
 #[test]
 fn disk_cache_cold_warm_and_corrupt() {
-    println!("SKIPPED: no GPU (built without the `cuda` feature)");
+    mlx_native::util::skipped("SKIPPED: no GPU (built without the `cuda` feature)");
 }

@@ -21,7 +21,7 @@ mod gpu {
         if std::env::var_os("MLX_NATIVE_REQUIRE_GPU").is_some() {
             panic!("no GPU but one is required: {why}");
         }
-        println!("SKIPPED: no GPU ({why})");
+        mlx_native::util::skipped(&format!("SKIPPED: no GPU ({why})"));
         None
     }
 

@@ -23,7 +23,7 @@ mod gpu {
             // On the GPU machine scripts/gpu-check.sh sets MLX_NATIVE_REQUIRE_GPU=1: a skip there is a failure.
             Err(e) if std::env::var_os("MLX_NATIVE_REQUIRE_GPU").is_some() => panic!("no GPU but one is required: {e}"),
             Err(e) => {
-                println!("SKIPPED: no GPU ({e})");
+                mlx_native::util::skipped(&format!("SKIPPED: no GPU ({e})"));
                 None
             }
         }
@@ -586,5 +586,5 @@ mod gpu {
 #[cfg(not(all(feature = "cuda", target_os = "linux")))]
 #[test]
 fn gpu_ops() {
-    println!("SKIPPED: no GPU (built without the `cuda` feature)");
+    mlx_native::util::skipped("SKIPPED: no GPU (built without the `cuda` feature)");
 }

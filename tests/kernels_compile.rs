@@ -23,7 +23,7 @@ fn every_kernel_file_compiles_for_sm_90() {
         assert_eq!(src.map(|s| s.text), Some(on_disk.as_str()), "{f}: embedded text differs from the file");
     }
     if !compile::nvrtc_available() {
-        println!("SKIPPED: NVRTC not found (run scripts/test.sh, which installs it from PyPI)");
+        mlx_native::util::skipped("SKIPPED: NVRTC not found (run scripts/test.sh, which installs it from PyPI)");
         return;
     }
     let mut failures = vec![];
@@ -43,5 +43,5 @@ fn every_kernel_file_compiles_for_sm_90() {
 #[cfg(not(all(feature = "cuda", target_os = "linux")))]
 #[test]
 fn every_kernel_file_compiles_for_sm_90() {
-    println!("SKIPPED: built without the `cuda` feature");
+    mlx_native::util::skipped("SKIPPED: built without the `cuda` feature");
 }

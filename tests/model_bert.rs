@@ -47,8 +47,10 @@ fn every_layer_matches_transformers_on_gpu() {
     for policy in [PlacementPolicy::ForceGpu, PlacementPolicy::Auto] {
         match Executor::new(ExecOptions { policy, ..Default::default() }) {
             Ok(exec) if exec.gpu().is_some() => check_layers(&exec, &format!("{policy:?}")),
-            Ok(exec) => println!("SKIPPED: no GPU ({})", exec.gpu_unavailable_reason().unwrap_or("")),
-            Err(e) => println!("SKIPPED: no GPU ({e})"),
+            Ok(exec) => {
+                mlx_native::util::skipped(&format!("SKIPPED: no GPU ({})", exec.gpu_unavailable_reason().unwrap_or("")))
+            }
+            Err(e) => mlx_native::util::skipped(&format!("SKIPPED: no GPU ({e})")),
         }
     }
 }
@@ -123,6 +125,6 @@ fn half_precision_stays_close() {
     check_half(&Executor::cpu(), "cpu");
     match Executor::new(ExecOptions { policy: PlacementPolicy::ForceGpu, ..Default::default() }) {
         Ok(exec) => check_half(&exec, "gpu"),
-        Err(e) => println!("SKIPPED: no GPU for f16/bf16 ({e})"),
+        Err(e) => mlx_native::util::skipped(&format!("SKIPPED: no GPU for f16/bf16 ({e})")),
     }
 }

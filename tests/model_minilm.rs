@@ -35,7 +35,10 @@ fn reference() -> Reference {
 fn real_minilm() -> Option<std::path::PathBuf> {
     let dir = minilm_dir()?;
     if is_random(&dir) {
-        println!("SKIPPED: {} holds random weights; the reference needs the real model", dir.display());
+        mlx_native::util::skipped(&format!(
+            "SKIPPED: {} holds random weights; the reference needs the real model",
+            dir.display()
+        ));
         return None;
     }
     Some(dir)
@@ -160,7 +163,7 @@ fn minilm_gpu_matches_cpu() {
     ] {
         let Some(e) = load(&dir, policy, dtype, 8) else { return };
         if e.executor().gpu().is_none() {
-            println!("SKIPPED: no GPU for {policy:?}");
+            mlx_native::util::skipped(&format!("SKIPPED: no GPU for {policy:?}"));
             return;
         }
         let got = e.embed(&t).unwrap();

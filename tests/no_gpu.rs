@@ -27,7 +27,7 @@ fn gpu_reason() -> Option<String> {
 #[test]
 fn without_a_gpu_everything_runs_on_the_cpu() {
     let Some(reason) = gpu_reason() else {
-        println!("SKIPPED: a GPU is present (this test is for machines without one)");
+        mlx_native::util::skipped("SKIPPED: a GPU is present (this test is for machines without one)");
         return;
     };
     println!("GPU unavailable, as expected here: {reason}");

@@ -62,7 +62,7 @@ pub fn minilm_dir() -> Option<PathBuf> {
     if dir.join("model.safetensors").exists() && dir.join("tokenizer.json").exists() {
         Some(dir)
     } else {
-        println!("SKIPPED: MiniLM not fetched (run scripts/fetch-minilm.sh)");
+        mlx_native::util::skipped("SKIPPED: MiniLM not fetched (run scripts/fetch-minilm.sh)");
         None
     }
 }
@@ -72,7 +72,7 @@ pub fn load(dir: &Path, policy: PlacementPolicy, dtype: DType, batch_size: usize
     match Embedder::load(dir, EmbedOptions { policy, dtype, batch_size }) {
         Ok(e) => Some(e),
         Err(Error::GpuUnavailable(why)) if policy == PlacementPolicy::ForceGpu => {
-            println!("SKIPPED: no GPU ({why})");
+            mlx_native::util::skipped(&format!("SKIPPED: no GPU ({why})"));
             None
         }
         Err(e) => panic!("loading {}: {e}", dir.display()),
