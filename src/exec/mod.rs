@@ -103,6 +103,7 @@ impl Executor<GpuBackend> {
         } else {
             match open_gpu() {
                 Ok(g) => (Some(Arc::new(g)), None),
+                Err(Error::GpuUnavailable(why)) => (None, Some(why)),
                 Err(e) => (None, Some(e.to_string())),
             }
         };
