@@ -174,3 +174,36 @@ fn wrong_inputs_are_errors() {
     let e = compiled.run(&[bad]).err().unwrap().to_string();
     assert!(e.contains("[3, 48]") && e.contains("[4, 48]"), "{e}");
 }
+
+/// Reshapes are views (no copy, no slot): of an input, of a constant, of an intermediate read again later, chained,
+/// and as graph outputs, under every placement.
+fn reshape_views() -> Graph {
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [6, 10]);
+    let c = g.constant(random::uniform(DType::F32, [60], 1.0, 4));
+    let xr = g.reshape(x, [60]).unwrap();
+    let s = g.add(xr, c).unwrap();
+    let a = g.reshape(s, [3, 20]).unwrap();
+    let b = g.reshape(a, [20, 3]).unwrap();
+    let w = g.constant(random::uniform(DType::F32, [3, 5], 1.0, 5));
+    let m = g.matmul(b, w, false, false).unwrap();
+    let cr = g.reshape(c, [6, 10]).unwrap();
+    let t = g.silu(s).unwrap(); // reads s after its views were made
+    g.output(m).unwrap();
+    g.output(a).unwrap();
+    g.output(t).unwrap();
+    g.output(cr).unwrap();
+    g.build().unwrap()
+}
+
+#[test]
+fn reshape_views_same_under_every_policy() {
+    check_policies(&reshape_views(), 1e-5);
+    let plan = Executor::cpu().compile(&reshape_views()).unwrap();
+    let p = plan.memory_plan(Device::Cpu);
+    for (i, n) in plan.graph().nodes().iter().enumerate() {
+        if n.op.name() == "Reshape" {
+            assert!(p.alias_of[i].is_some() && p.slot_of[i].is_none(), "node {i}: {p:?}");
+        }
+    }
+}

@@ -38,6 +38,9 @@ pub struct MemoryPlan {
     /// For each node, the values on this device whose life ends once it has run (each listed once): values read
     /// for the last time by it, and the node itself when nothing on this device reads it.
     pub dying_after: Vec<Vec<NodeId>>,
+    /// Reshapes placed on this device are views: the node whose buffer a Reshape's value is (following chains of
+    /// Reshapes). A view has no slot and runs no kernel; reading it keeps that node's buffer alive.
+    pub alias_of: Vec<Option<NodeId>>,
 }
 
 impl MemoryPlan {
@@ -52,35 +55,63 @@ impl MemoryPlan {
     pub fn for_device(graph: &Graph, placement: &[Device], dev: Device) -> MemoryPlan {
         let nodes = graph.nodes();
         let home = |i: usize| if matches!(nodes[i].op, Op::Input { .. }) { Device::Cpu } else { placement[i] };
+        let mut alias_of: Vec<Option<NodeId>> = vec![None; nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            if placement[i] == dev && matches!(n.op, Op::Reshape { .. }) {
+                let src = n.inputs[0];
+                alias_of[i] = Some(alias_of[src.0].unwrap_or(src));
+            }
+        }
+        // Liveness is tracked on the node that owns the buffer: reading a view reads its root.
+        let root = |x: NodeId| alias_of[x.0].unwrap_or(x);
         let mut last_here: Vec<Option<usize>> = vec![None; nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             if placement[i] == dev && !n.op.is_leaf() {
                 for inp in &n.inputs {
-                    last_here[inp.0] = Some(i);
+                    last_here[root(*inp).0] = Some(i);
                 }
             }
         }
-        let is_output: Vec<bool> = (0..nodes.len()).map(|i| graph.outputs().contains(&NodeId(i))).collect();
-        let mut plan =
-            MemoryPlan { slot_of: vec![None; nodes.len()], slots: vec![], dying_after: vec![vec![]; nodes.len()] };
+        // Values that must still be here when the outputs are collected: outputs made here, and the roots of
+        // outputs that are views here (a root may be a constant or a copy from the other device).
+        let mut is_output = vec![false; nodes.len()];
+        let mut root_is_output = vec![false; nodes.len()];
+        for o in graph.outputs() {
+            is_output[o.0] = true;
+            if alias_of[o.0].is_some() || home(o.0) == dev {
+                root_is_output[root(*o).0] = true;
+            }
+        }
+        let mut plan = MemoryPlan {
+            slot_of: vec![None; nodes.len()],
+            slots: vec![],
+            dying_after: vec![vec![]; nodes.len()],
+            alias_of: alias_of.clone(),
+        };
         let mut free: Vec<usize> = vec![];
         for (i, node) in nodes.iter().enumerate() {
             if placement[i] == dev && !node.op.is_leaf() {
-                let mut ins = node.inputs.clone();
+                let mut ins: Vec<NodeId> = node.inputs.iter().map(|x| root(*x)).collect();
                 ins.sort();
                 ins.dedup();
                 for inp in ins {
-                    let keep = is_output[inp.0] && home(inp.0) == dev;
+                    let keep = root_is_output[inp.0];
                     if last_here[inp.0] == Some(i) && !keep {
                         plan.dying_after[i].push(inp);
                     }
                 }
             }
-            if home(i) == dev && !node.op.is_leaf() && !is_output[i] {
+            let view = alias_of[i].is_some();
+            if home(i) == dev && !node.op.is_leaf() && !is_output[i] && !view {
                 let s = plan.pick_slot(&mut free, node.out.dtype, node.out.shape.numel());
                 plan.slot_of[i] = Some(s);
             }
-            if home(i) == dev && last_here[i].is_none() && !is_output[i] && !matches!(node.op, Op::Constant { .. }) {
+            if home(i) == dev
+                && !view
+                && last_here[i].is_none()
+                && !root_is_output[i]
+                && !matches!(node.op, Op::Constant { .. })
+            {
                 // Nothing here reads it (it may be copied to the other device first): free right after it is made.
                 plan.dying_after[i].push(NodeId(i));
             }

@@ -151,6 +151,7 @@ fn allocate<G: Backend>(gpu: &G, view: &PlanView<'_, G::Buffer>, inputs: &[Tenso
                 next_input += 1;
             }
             Op::Constant { .. } => {}
+            _ if view.plan.alias_of[i].is_some() => {}
             _ if view.plan.slot_of[i].is_none() => own[i] = Some(gpu.alloc(&n.out)?),
             _ => {}
         }
@@ -177,6 +178,9 @@ fn write_inputs<G: Backend>(gpu: &G, graph: &Graph, rec: &mut Recorded<G::Buffer
 }
 
 fn buffer_of<'r, Buf>(view: &'r PlanView<'_, Buf>, rec: &'r Recorded<Buf>, id: NodeId) -> Result<&'r Buf> {
+    if let Some(root) = view.plan.alias_of[id.0] {
+        return buffer_of(view, rec, root);
+    }
     let found = match (&view.graph.node(id).op, view.plan.slot_of[id.0]) {
         (Op::Constant { .. }, _) => view.consts[id.0].as_deref(),
         (_, Some(s)) => rec.slots[s].as_ref(),
@@ -188,7 +192,7 @@ fn buffer_of<'r, Buf>(view: &'r PlanView<'_, Buf>, rec: &'r Recorded<Buf>, id: N
 /// Queues every computing node into the fixed buffers (recorded, not run).
 fn queue_all<G: Backend>(gpu: &G, view: &PlanView<'_, G::Buffer>, rec: &mut Recorded<G::Buffer>) -> Result<()> {
     for (i, node) in view.graph.nodes().iter().enumerate() {
-        if node.op.is_leaf() {
+        if node.op.is_leaf() || view.plan.alias_of[i].is_some() {
             continue;
         }
         // The memory plan never gives a node the slot of one of its own inputs, so the output can be taken out

@@ -35,15 +35,8 @@ pub struct Runner<G: Backend> {
 enum Value<'a, Buf> {
     Own(Buf),
     Borrowed(&'a Buf),
-}
-
-impl<Buf> Value<'_, Buf> {
-    fn get(&self) -> &Buf {
-        match self {
-            Value::Own(b) => b,
-            Value::Borrowed(b) => b,
-        }
-    }
+    /// A Reshape placed on this device: the value of that node, read with the Reshape's shape.
+    View(usize),
 }
 
 /// The per-run state of one device: its values and its slot buffers.
@@ -270,6 +263,21 @@ impl<G: Backend> Runner<G> {
                     c.values[i] = self.cpu_consts[i].as_ref().map(Value::Borrowed);
                     g.values[i] = self.gpu_consts[i].as_deref().map(Value::Borrowed);
                 }
+                Op::Reshape { .. } if self.plans[dev as usize].alias_of[i].is_some() => {
+                    let root = self.plans[dev as usize].alias_of[i].map_or(i, |r| r.0);
+                    let side_values = if dev == Device::Cpu {
+                        c.values.get(root).map(Option::is_some)
+                    } else {
+                        g.values.get(root).map(Option::is_some)
+                    };
+                    if side_values != Some(true) {
+                        return Err(Error::Graph(format!("%{i} reshapes %{root}, which is not on {dev:?}")));
+                    }
+                    match dev {
+                        Device::Cpu => c.values[i] = Some(Value::View(root)),
+                        Device::Gpu => g.values[i] = Some(Value::View(root)),
+                    }
+                }
                 op => {
                     let call = OpCall { op, inputs: &self.input_descs[i], output: &node.out };
                     match dev {
@@ -338,7 +346,13 @@ fn need<G>(gpu: Option<&G>) -> Result<&G> {
 }
 
 fn get<'v, Buf>(values: &'v [Option<Value<'_, Buf>>], i: usize) -> Result<&'v Buf> {
-    values[i].as_ref().map(Value::get).ok_or_else(|| Error::Graph(format!("%{i} read before it was computed")))
+    match &values[i] {
+        Some(Value::Own(b)) => Ok(b),
+        Some(Value::Borrowed(b)) => Ok(b),
+        // A view's root is never a view itself (the plan follows chains to the end).
+        Some(Value::View(root)) if *root != i => get(values, *root),
+        _ => Err(Error::Graph(format!("%{i} read before it was computed"))),
+    }
 }
 
 fn take_or_copy<B: Backend>(
@@ -351,9 +365,8 @@ fn take_or_copy<B: Backend>(
     match values[i].take() {
         Some(Value::Own(buf)) if !keep => b.into_tensor(buf, desc),
         Some(v) => {
-            let t = b.download(v.get(), desc);
             values[i] = Some(v);
-            t
+            b.download(get(values, i)?, desc)
         }
         None => Err(Error::Graph(format!("output %{i} was not computed"))),
     }
