@@ -87,14 +87,15 @@ static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool ali
     Geo g;
     g.block = 128;
     int rows;
-    if (dt != F32 && d == dv && aligned16 && g_cc_major >= 8 && (d == 64 || d == 128)) {
-        int mt = d == 64 ? mlxn_attn::D64_MT : mlxn_attn::D128_MT;
-        int bc = d == 64 ? mlxn_attn::D64_BC : mlxn_attn::D128_BC;
-        bool qreg = d == 64 ? mlxn_attn::D64_QREG : mlxn_attn::D128_QREG;
+    bool tc_d = d == 64 || d == 128 || (d == 32 && MLXN_ATTN_D32_VARIANT >= 0);
+    if (dt != F32 && d == dv && aligned16 && g_cc_major >= 8 && tc_d) {
+        int mt = d == 32 ? mlxn_attn::D32_MT : d == 64 ? mlxn_attn::D64_MT : mlxn_attn::D128_MT;
+        int bc = d == 32 ? mlxn_attn::D32_BC : d == 64 ? mlxn_attn::D64_BC : mlxn_attn::D128_BC;
+        bool qreg = d == 32 ? mlxn_attn::D32_QREG : d == 64 ? mlxn_attn::D64_QREG : mlxn_attn::D128_QREG;
         rows = 64 * mt;
         bool alias = qreg && rows == 2 * bc;
         g.smem = (size_t)(alias ? 0 : rows * d * 2) + (size_t)4 * bc * d * 2;
-        g.path = d == 64 ? "mma64" : "mma128";
+        g.path = d == 32 ? "mma32" : d == 64 ? "mma64" : "mma128";
     } else {
         rows = 32;
         g.smem = (size_t)gen_smem_floats_h(d, dv, gen_tk_h(d, dv)) * 4;
@@ -211,13 +212,14 @@ static double check_rows(const Shape& s, const HostData& h, const std::vector<T>
 
 // ------------------------------------------------------------------------------------------------------------
 // one case: random inputs, poison, launch, compare
-enum MaskKind { M_NONE = 0, M_FULL, M_11SK, M_B11K, M_FULL_DEADROW };
+enum MaskKind { M_NONE = 0, M_FULL, M_11SK, M_B11K, M_FULL_DEADROW, M_B11K_DEADB };
 static const char* mname(int m) {
     switch (m) {
     case M_NONE: return "none";
     case M_FULL: return "[b,h,sq,skv]";
     case M_11SK: return "[1,1,sq,skv]";
     case M_B11K: return "[b,1,1,skv]";
+    case M_B11K_DEADB: return "[b,1,1,skv]+deadb0";
     default: return "[b,h,sq,skv]+deadrow";
     }
 }
@@ -257,16 +259,10 @@ template <typename T> static double tol() {
     return HT<T>::dt == F32 ? 1e-4 : HT<T>::dt == F16 ? 4e-3 : 2.5e-2;
 }
 
-template <typename T> static void run_case(const Case& c) {
-    Shape s{c.b, c.hq, c.hkv, c.sq, c.skv, c.d, c.dv, 0, 0, 0, 0,
-            c.scale > 0 ? c.scale : 1.f / std::sqrt((float)c.d), c.causal};
-    HostData h;
-    std::vector<T> tq, tk, tv, tm;
-    size_t nq = (size_t)c.b * c.hq * c.sq * c.d, nk = (size_t)c.b * c.hkv * c.skv * c.d,
-           nv = (size_t)c.b * c.hkv * c.skv * c.dv, no = (size_t)c.b * c.hq * c.sq * c.dv;
-    fill(h.q, tq, nq, -1.f, 1.f, 0);
-    fill(h.k, tk, nk, -1.f, 1.f, 0);
-    fill(h.v, tv, nv, -1.f, 1.f, 0);
+// Builds the additive mask of kind `c.mask` (10 % -inf entries, the rest in [-2, 0]) and sets its strides
+// in `s`; returns its element count (0: no mask).
+template <typename T>
+static size_t make_mask(const Case& c, Shape& s, HostData& h, std::vector<T>& tm) {
     size_t nm = 0;
     switch (c.mask) {
     case M_FULL:
@@ -283,6 +279,7 @@ template <typename T> static void run_case(const Case& c) {
         s.msk = 1;
         break;
     case M_B11K:
+    case M_B11K_DEADB:
         nm = (size_t)c.b * c.skv;
         s.msb = c.skv;
         s.msk = 1;
@@ -303,7 +300,28 @@ template <typename T> static void run_case(const Case& c) {
                                 h.mask[idx] = -INFINITY;
                             }
         }
+        if (c.mask == M_B11K_DEADB) {
+            // batch 0 masks every key: all its rows, in every head, are fully masked
+            for (int j = 0; j < c.skv; ++j) {
+                tm[j] = HT<T>::from(-INFINITY);
+                h.mask[j] = -INFINITY;
+            }
+        }
     }
+    return nm;
+}
+
+template <typename T> static void run_case(const Case& c) {
+    Shape s{c.b, c.hq, c.hkv, c.sq, c.skv, c.d, c.dv, 0, 0, 0, 0,
+            c.scale > 0 ? c.scale : 1.f / std::sqrt((float)c.d), c.causal};
+    HostData h;
+    std::vector<T> tq, tk, tv, tm;
+    size_t nq = (size_t)c.b * c.hq * c.sq * c.d, nk = (size_t)c.b * c.hkv * c.skv * c.d,
+           nv = (size_t)c.b * c.hkv * c.skv * c.dv, no = (size_t)c.b * c.hq * c.sq * c.dv;
+    fill(h.q, tq, nq, -1.f, 1.f, 0);
+    fill(h.k, tk, nk, -1.f, 1.f, 0);
+    fill(h.v, tv, nv, -1.f, 1.f, 0);
+    size_t nm = make_mask<T>(c, s, h, tm);
     DevBuf<T> dq(nq), dk(nk), dv(nv), dout(no), dm(nm);
     T* qptr = dq.p + (c.misalign ? 1 : 0);
     CK(cudaMemcpy(qptr, tq.data(), nq * sizeof(T), cudaMemcpyHostToDevice));
@@ -333,20 +351,26 @@ template <typename T> static void run_case(const Case& c) {
 // timing
 static FILE* g_times = nullptr;
 
-template <typename T> static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps) {
+// `mask`: M_NONE or a mask kind of make_mask (the same mask in every timed launch).
+template <typename T>
+static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps, int mask = M_NONE) {
     Shape s{b, hh, hh, sl, sl, d, d, 0, 0, 0, 0, 1.f / std::sqrt((float)d), causal};
     HostData h;
-    std::vector<T> tq, tk, tv;
+    std::vector<T> tq, tk, tv, tm;
     size_t n = (size_t)b * hh * sl * d;
     fill(h.q, tq, n, -1.f, 1.f, 0);
     fill(h.k, tk, n, -1.f, 1.f, 0);
     fill(h.v, tv, n, -1.f, 1.f, 0);
-    DevBuf<T> dq(n), dk(n), dv(n), dout(n);
+    Case c{b, hh, hh, sl, sl, d, d, mask, causal, 0, 0};
+    size_t nm = make_mask<T>(c, s, h, tm);
+    DevBuf<T> dq(n), dk(n), dv(n), dout(n), dm(nm);
     CK(cudaMemcpy(dq.p, tq.data(), n * sizeof(T), cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dk.p, tk.data(), n * sizeof(T), cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dv.p, tv.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    if (nm) CK(cudaMemcpy(dm.p, tm.data(), nm * sizeof(T), cudaMemcpyHostToDevice));
+    const T* mp = nm ? dm.p : nullptr;
     CK(cudaMemset(dout.p, 0xFF, n * sizeof(T)));
-    Geo g = launch<T>(s, dq.p, dk.p, dv.p, (const T*)nullptr, dout.p);
+    Geo g = launch<T>(s, dq.p, dk.p, dv.p, mp, dout.p);
     CK(cudaDeviceSynchronize());
     // verify a sample of rows of the timed shape
     std::vector<T> got(n);
@@ -364,11 +388,11 @@ template <typename T> static void time_case(const char* name, int b, int hh, int
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    for (int i = 0; i < 3; ++i) launch<T>(s, dq.p, dk.p, dv.p, (const T*)nullptr, dout.p);
+    for (int i = 0; i < 3; ++i) launch<T>(s, dq.p, dk.p, dv.p, mp, dout.p);
     std::vector<float> ms;
     for (int i = 0; i < reps; ++i) {
         CK(cudaEventRecord(e0));
-        launch<T>(s, dq.p, dk.p, dv.p, (const T*)nullptr, dout.p);
+        launch<T>(s, dq.p, dk.p, dv.p, mp, dout.p);
         CK(cudaEventRecord(e1));
         CK(cudaEventSynchronize(e1));
         float t;
@@ -397,8 +421,10 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_cc_major = prop.major;
-    std::printf("device: %s, %d SMs, source %s, d64: MT %d BC %d QREG %d, d128: MT %d BC %d QREG %d\n", prop.name,
-                prop.multiProcessorCount, ATTN_SRC, mlxn_attn::D64_MT, mlxn_attn::D64_BC, (int)mlxn_attn::D64_QREG,
+    std::printf("device: %s, %d SMs, source %s, d32: variant %d MT %d BC %d, d64: MT %d BC %d QREG %d, d128: MT %d "
+                "BC %d QREG %d\n",
+                prop.name, prop.multiProcessorCount, ATTN_SRC, MLXN_ATTN_D32_VARIANT, mlxn_attn::D32_MT,
+                mlxn_attn::D32_BC, mlxn_attn::D64_MT, mlxn_attn::D64_BC, (int)mlxn_attn::D64_QREG,
                 mlxn_attn::D128_MT, mlxn_attn::D128_BC, (int)mlxn_attn::D128_QREG);
 
     // b, hq, hkv, sq, skv, d, dv, mask, causal, scale, misalign
@@ -413,6 +439,11 @@ int main(int argc, char** argv) {
         {2, 4, 4, 129, 129, 128, 128, M_FULL_DEADROW, 1, 0, 0},
         {1, 2, 2, 65, 65, 64, 64, M_FULL_DEADROW, 0, 0, 1},  // misaligned q -> generic
         {1, 2, 2, 33, 70, 80, 80, M_NONE, 1, 0, 0},
+        // d = 32 (all-MiniLM-L6-v2: 12 heads, padding mask [b,1,1,skv])
+        {1, 1, 1, 1, 1, 32, 32, M_NONE, 0, 0, 0},
+        {3, 12, 12, 17, 17, 32, 32, M_B11K, 0, 0, 0},
+        {2, 4, 2, 128, 128, 32, 32, M_B11K_DEADB, 1, 0, 0},
+        {1, 2, 2, 129, 129, 32, 32, M_FULL_DEADROW, 0, 0, 0},
     };
     std::vector<Case> big_cases = {
         {3, 2, 2, 1000, 1000, 64, 64, M_NONE, 1, 0, 0},
@@ -427,6 +458,18 @@ int main(int argc, char** argv) {
         {2, 8, 2, 517, 1000, 128, 128, M_NONE, 1, 0, 0},
         {1, 2, 2, 1000, 1000, 32, 32, M_NONE, 1, 0, 0},
         {3, 2, 1, 17, 17, 200, 136, M_FULL, 1, 0, 0},
+        // d = 32
+        {3, 12, 12, 128, 128, 32, 32, M_B11K, 0, 0, 0},       // MiniLM layer
+        {2, 12, 12, 256, 256, 32, 32, M_B11K_DEADB, 0, 0, 0},
+        {3, 4, 2, 129, 129, 32, 32, M_B11K, 1, 0, 0},
+        {1, 4, 4, 256, 256, 32, 32, M_FULL_DEADROW, 1, 0, 0},
+        {2, 4, 1, 1, 256, 32, 32, M_B11K, 0, 0, 0},           // decode
+        {2, 4, 1, 1, 17, 32, 32, M_B11K_DEADB, 1, 0, 0},      // decode, causal
+        {1, 2, 2, 17, 256, 32, 32, M_FULL, 1, 0, 0},
+        {1, 2, 2, 256, 17, 32, 32, M_B11K, 1, 0, 0},          // sq > skv: causal leaves rows empty
+        {2, 3, 3, 129, 129, 32, 32, M_11SK, 0, 0, 0},
+        {1, 2, 2, 128, 128, 32, 32, M_B11K, 0, 1.0f, 0},      // peaky softmax
+        {2, 2, 2, 129, 129, 32, 32, M_B11K, 0, 0, 1},         // misaligned q -> generic
     };
     if (!time_only) {
         std::printf("== correctness (%s) ==\n", small ? "small" : "full");
@@ -449,6 +492,10 @@ int main(int argc, char** argv) {
         time_case<__nv_bfloat16>("bf16_8x16x2048x128", 8, 16, 2048, 128, 0, 20);
         time_case<__nv_bfloat16>("bf16_8x16x2048x128_causal", 8, 16, 2048, 128, 1, 20);
         time_case<float>("f32_2x8x1024x64", 2, 8, 1024, 64, 0, 10);
+        time_case<__half>("f16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
+        time_case<__nv_bfloat16>("bf16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
+        time_case<__half>("f16_256x12x128x32", 256, 12, 128, 32, 0, 50);
+        time_case<__half>("f16_8x16x2048x32", 8, 16, 2048, 32, 0, 20);
         std::fclose(g_times);
     }
     std::printf("RESULT: %s (%d failures)\n", g_fail ? "FAIL" : "PASS", g_fail);

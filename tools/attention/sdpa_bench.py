@@ -1,7 +1,8 @@
 """Times torch.nn.functional.scaled_dot_product_attention on the shapes harness.cu times, in the same call,
 and prints ratios against the harness's attn_times.txt (speed ratio = torch_ms / ours_ms; >= 0.7 is the goal).
 
-CUDA events, warm-up, median of repetitions. Each backend is also timed on its own where it accepts the case."""
+CUDA events, warm-up, median of repetitions. Each backend is also timed on its own where it accepts the case.
+Cases with mask=True pass an additive [b, 1, 1, s] mask (values in [-2, 0], 10 % -inf), as harness.cu does."""
 import os
 import statistics
 
@@ -9,14 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+# name, dtype, batch, heads, seq, head dim, causal, mask
 CASES = [
-    ("bf16_8x16x2048x64", torch.bfloat16, 8, 16, 2048, 64, False),
-    ("bf16_8x16x2048x64_causal", torch.bfloat16, 8, 16, 2048, 64, True),
-    ("f16_8x16x2048x64", torch.float16, 8, 16, 2048, 64, False),
-    ("f16_8x16x2048x64_causal", torch.float16, 8, 16, 2048, 64, True),
-    ("bf16_8x16x2048x128", torch.bfloat16, 8, 16, 2048, 128, False),
-    ("bf16_8x16x2048x128_causal", torch.bfloat16, 8, 16, 2048, 128, True),
-    ("f32_2x8x1024x64", torch.float32, 2, 8, 1024, 64, False),
+    ("bf16_8x16x2048x64", torch.bfloat16, 8, 16, 2048, 64, False, False),
+    ("bf16_8x16x2048x64_causal", torch.bfloat16, 8, 16, 2048, 64, True, False),
+    ("f16_8x16x2048x64", torch.float16, 8, 16, 2048, 64, False, False),
+    ("f16_8x16x2048x64_causal", torch.float16, 8, 16, 2048, 64, True, False),
+    ("bf16_8x16x2048x128", torch.bfloat16, 8, 16, 2048, 128, False, False),
+    ("bf16_8x16x2048x128_causal", torch.bfloat16, 8, 16, 2048, 128, True, False),
+    ("f32_2x8x1024x64", torch.float32, 2, 8, 1024, 64, False, False),
+    # all-MiniLM-L6-v2 attention, batch 256 x 128 tokens, padding mask [b,1,1,s]
+    ("f16_256x12x128x32_mask", torch.float16, 256, 12, 128, 32, False, True),
+    ("bf16_256x12x128x32_mask", torch.bfloat16, 256, 12, 128, 32, False, True),
+    ("f16_256x12x128x32", torch.float16, 256, 12, 128, 32, False, False),
+    ("f16_8x16x2048x32", torch.float16, 8, 16, 2048, 32, False, False),
 ]
 BACKENDS = [
     ("flash", SDPBackend.FLASH_ATTENTION),
@@ -50,16 +57,23 @@ def main():
             name, ms = line.split()
             ours[name] = float(ms)
     rows = []
-    for name, dt, b, h, s, d, causal in CASES:
+    for name, dt, b, h, s, d, causal, masked in CASES:
         q, k, v = (torch.rand(b, h, s, d, device="cuda", dtype=dt) * 2 - 1 for _ in range(3))
-        default = bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+        mask = None
+        if masked:
+            m = torch.rand(b, 1, 1, s, device="cuda") * -2
+            m[torch.rand(b, 1, 1, s, device="cuda") < 0.1] = float("-inf")
+            mask = m.to(dt)
+        default = bench(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal))
         per = {}
         for bname, be in BACKENDS:
             if bname == "math" and dt != torch.float32:
                 continue
             try:
                 with sdpa_kernel([be]):
-                    per[bname] = bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), reps=10)
+                    per[bname] = bench(
+                        lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal), reps=10
+                    )
             except Exception as e:  # backend does not take this case
                 per[bname] = None
         flops = 4.0 * b * h * s * s * d * (0.5 if causal else 1.0)

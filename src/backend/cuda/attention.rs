@@ -2,8 +2,8 @@
 //!
 //! The kernel picks its code path inside, from the dtype, the head sizes, the pointers' alignment and the
 //! architecture; [`plan`] makes the same choice here to size the grid and the dynamic shared memory:
-//! - tensor cores (f16/bf16, `d == dv` in {64, 128}, q/k/v 16-byte aligned, sm_80+): 128 query rows per block,
-//!   48 KiB (d = 64) or 64 KiB (d = 128) of shared memory;
+//! - tensor cores (f16/bf16, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 128 query rows per
+//!   block, 16 KiB (d = 32), 48 KiB (d = 64) or 64 KiB (d = 128) of shared memory;
 //! - generic FMA path (everything else, f32 always): 32 query rows per block, shared memory from the head sizes.
 //!
 //! Grid: (query blocks, batch × query heads); 128 threads per block. The standalone check and benchmark of the
@@ -55,14 +55,27 @@ fn generic_tk(d: usize, dv: usize) -> usize {
     [32, 16, 8].into_iter().find(|&tk| generic_floats(d, dv, tk) * 4 <= DEFAULT_SHARED).unwrap_or(4)
 }
 
+/// Tile of the kernel's tensor-core path for head size `d`: (query rows per block, keys per tile, whether the Q
+/// tile is staged in the second K/V stage instead of memory of its own). `None`: the kernel has no such path.
+fn tensor_core_tile(d: usize) -> Option<(usize, usize, bool)> {
+    match d {
+        // Q fragments live in registers, so the Q tile (128 x 32) only passes through the second stage.
+        32 => Some((128, 64, true)),
+        64 => Some((128, 64, false)),
+        128 => Some((128, 32, false)),
+        _ => None,
+    }
+}
+
 /// The geometry the kernel expects for these operands (the kernel makes the same path choice on the device).
 pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: i32) -> Plan {
     let half = matches!(dtype, DType::F16 | DType::BF16);
-    if half && d == dv && aligned16 && compute_major >= 8 && (d == 64 || d == 128) {
-        // d = 64: Q tile 128 x 64 + two stages of 64-key K and V tiles; d = 128: Q 128 x 128 + two stages of
-        // 32-key K and V tiles (2-byte elements).
-        let (rows, keys) = if d == 64 { (128, 64) } else { (128, 32) };
-        return Plan { tensor_cores: true, rows, shared: (rows * d + 4 * keys * d) * 2 };
+    if half && d == dv && aligned16 && compute_major >= 8 {
+        if let Some((rows, keys, q_in_stage)) = tensor_core_tile(d) {
+            // Two stages of K and V tiles plus the Q tile, 2-byte elements.
+            let q_tile = if q_in_stage { 0 } else { rows * d };
+            return Plan { tensor_cores: true, rows, shared: (q_tile + 4 * keys * d) * 2 };
+        }
     }
     Plan { tensor_cores: false, rows: GEN_ROWS, shared: generic_floats(d, dv, generic_tk(d, dv)) * 4 }
 }
@@ -155,11 +168,18 @@ mod tests {
         assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 48 * 1024 });
         let p = plan(DType::F16, 128, 128, true, 8);
         assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 64 * 1024 });
+        for dt in [DType::F16, DType::BF16] {
+            assert_eq!(plan(dt, 32, 32, true, 9), Plan { tensor_cores: true, rows: 128, shared: 16 * 1024 });
+        }
         for (dt, d, dv, al, cc) in [
             (DType::F32, 64, 64, true, 9),
             (DType::BF16, 64, 64, false, 9),
             (DType::BF16, 64, 32, true, 9),
             (DType::BF16, 80, 80, true, 9),
+            (DType::F32, 32, 32, true, 9),
+            (DType::F16, 32, 32, false, 9),
+            (DType::BF16, 32, 32, true, 7),
+            (DType::F16, 32, 64, true, 9),
             (DType::F16, 128, 128, true, 7),
         ] {
             let p = plan(dt, d, dv, al, cc);

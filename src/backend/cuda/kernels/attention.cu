@@ -8,10 +8,12 @@
 // Two code paths inside each entry point, chosen from (dtype, d, dv, pointer alignment, architecture); the
 // launcher (src/backend/cuda/attention.rs) makes the same choice to pick the launch geometry:
 //
-//  * Tensor-core path (f16/bf16, d == dv in {64, 128}, q/k/v 16-byte aligned, sm_80+): 4 warps, every warp owns
+//  * Tensor-core path (f16/bf16, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 4 warps, every warp owns
 //    16 * MT query rows, K/V tiles stream through a 2-stage cp.async pipeline into XOR-swizzled shared memory,
 //    S = Q K^T and O += P V with mma.sync m16n8k16 (ldmatrix fragments, f32 accumulate), online softmax in the
 //    exp2 domain, P kept in registers.
+//      d = 32:  MT = 2, BR = 128 query rows per block, BC = 64 keys per tile, Q fragments in registers (loaded
+//               once); the Q tile is staged in the second K/V stage, so shared memory is 16 KiB
 //      d = 64:  MT = 2, BR = 128 query rows per block, BC = 64 keys per tile, Q fragments re-read from shared
 //               memory every tile (keeps the registers at 255); shared memory 48 KiB
 //      d = 128: MT = 2, BR = 128 query rows per block, BC = 32 keys per tile, Q re-read likewise;
@@ -36,7 +38,19 @@ namespace mlxn_attn {
 
 constexpr int NTHREADS = 128;
 
-// Tile shapes of the tensor-core path. Defaults: d = 64 variant 0, d = 128 variant 1, NSPLIT 1.
+// Tile shapes of the tensor-core path. Defaults: d = 32 variant 0, d = 64 variant 0, d = 128 variant 1, NSPLIT 1.
+// MLXN_ATTN_D32_VARIANT = -1 leaves d = 32 to the generic path (the harness's baseline).
+#ifndef MLXN_ATTN_D32_VARIANT
+#define MLXN_ATTN_D32_VARIANT 0
+#endif
+#if MLXN_ATTN_D32_VARIANT == 1
+constexpr int D32_MT = 1, D32_BC = 64;
+#elif MLXN_ATTN_D32_VARIANT == 2
+constexpr int D32_MT = 1, D32_BC = 128;
+#else
+constexpr int D32_MT = 2, D32_BC = 64;
+#endif
+constexpr bool D32_QREG = true;   // 2 k-steps: Q's fragments cost only 8 * MT registers
 #ifndef MLXN_ATTN_D64_VARIANT
 #define MLXN_ATTN_D64_VARIANT 0
 #endif
@@ -55,6 +69,7 @@ constexpr bool D64_QREG = false;
 #endif
 constexpr int NSPLIT = MLXN_ATTN_NSPLIT;
 constexpr int NSPLIT128 = NSPLIT > 2 ? 2 : NSPLIT;   // d = 128 tiles have only 2 steps of 16 keys
+constexpr int NSPLIT32 = NSPLIT > D32_BC / 16 ? D32_BC / 16 : NSPLIT;
 #ifndef MLXN_ATTN_D128_VARIANT
 #define MLXN_ATTN_D128_VARIANT 1
 #endif
@@ -81,6 +96,9 @@ template <> struct Conv<float> {
 };
 template <> struct Conv<__half> {
     static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+    static __device__ __forceinline__ float2 to_f2(const __half* p) {
+        return __half22float2(*reinterpret_cast<const __half2*>(p));
+    }
     static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
     static __device__ __forceinline__ unsigned pack(float a, float b) {
         __half2 h = __floats2half2_rn(a, b);
@@ -89,6 +107,9 @@ template <> struct Conv<__half> {
 };
 template <> struct Conv<__nv_bfloat16> {
     static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+    static __device__ __forceinline__ float2 to_f2(const __nv_bfloat16* p) {
+        return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+    }
     static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
     static __device__ __forceinline__ unsigned pack(float a, float b) {
         __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
@@ -185,9 +206,14 @@ template <> struct Mma<__half> {
 };
 
 // Element offset of (row, 16-byte chunk) in a swizzled tile whose rows hold D 16-bit elements (D/8 chunks);
-// XOR of the chunk with the row's low 3 bits keeps ldmatrix's 8 row reads on distinct banks.
+// XOR of the chunk with the row's low 3 bits keeps ldmatrix's 8 row reads on distinct banks. Rows of D = 32 are
+// 64 bytes (4 chunks), two to a 128-byte bank line: there the row's bits 1-2 pick the XOR, which stays inside
+// the row and again spreads 8 consecutive rows over all 8 chunk positions of the line.
 template <int D> __device__ __forceinline__ int swz(int row, int chunk) {
-    return row * D + ((chunk ^ (row & 7)) << 3);
+    if constexpr (D == 32)
+        return row * D + ((chunk ^ ((row >> 1) & 3)) << 3);
+    else
+        return row * D + ((chunk ^ (row & 7)) << 3);
 }
 
 // Copies rows [row0, row0 + R) of a [nrows, D] matrix into a swizzled tile, zero-filling rows past nrows.
@@ -249,6 +275,10 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
     int kend = skv;
     if (causal) kend = min(skv, max(0, q0 + BR + off));   // keys visible to the block's last row
     const int nkb = (kend + BC - 1) / BC;
+    // A thread's two scores of a row are adjacent keys (even first): a mask contiguous along keys whose rows
+    // start 4-byte aligned gives both in one 32-bit load.
+    const bool mpair = mp != nullptr && msk == 1 && (msq & 1) == 0 &&
+                       (reinterpret_cast<unsigned long long>(mp) & 3ull) == 0;
 
     // QREG: Q fragments live in registers (loaded once); otherwise they are re-read by ldmatrix every key tile.
     T* sQ = reinterpret_cast<T*>(smem);
@@ -352,14 +382,26 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                    for (int c = 0; c < 4; ++c) {
-                        int row = wrow0 + mt * 16 + g + ((c >> 1) << 3);
-                        int key = kbase + nt * 8 + tq * 2 + (c & 1);
-                        float x = s[mt][nt][c] * sl2;
-                        bool dead = key >= skv || (causal && key > row + off) || row >= sq;
-                        if (!dead && mp)
-                            x += Conv<T>::to_f(mp[(long long)row * msq + (long long)key * msk]) * LOG2E;
-                        s[mt][nt][c] = dead ? neg_inf() : x;
+                    for (int hh = 0; hh < 2; ++hh) {
+                        const int row = wrow0 + mt * 16 + g + hh * 8;
+                        const int key0 = kbase + nt * 8 + tq * 2;
+                        float2 mv = make_float2(0.f, 0.f);
+                        if (mp != nullptr && row < sq) {
+                            const T* mr = mp + (long long)row * msq;
+                            if (mpair && key0 + 1 < skv) {
+                                mv = Conv<T>::to_f2(mr + key0);
+                            } else {
+                                if (key0 < skv) mv.x = Conv<T>::to_f(mr[(long long)key0 * msk]);
+                                if (key0 + 1 < skv) mv.y = Conv<T>::to_f(mr[(long long)(key0 + 1) * msk]);
+                            }
+                        }
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            const int key = key0 + e;
+                            const bool dead = key >= skv || (causal && key > row + off) || row >= sq;
+                            const float x = fmaf(e ? mv.y : mv.x, LOG2E, s[mt][nt][2 * hh + e] * sl2);
+                            s[mt][nt][2 * hh + e] = dead ? neg_inf() : x;
+                        }
                     }
         }
 
@@ -631,6 +673,13 @@ __device__ __forceinline__ void attn_half_entry(const T* q, const T* k, const T*
     extern __shared__ __align__(16) unsigned char smem[];
 #if MLXN_ATTN_TC
     if (d == dv && aligned16(q, k, v)) {
+#if MLXN_ATTN_D32_VARIANT >= 0
+        if (d == 32) {
+            attn_mma<T, 32, D32_MT, D32_BC, D32_QREG, NSPLIT32>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq,
+                                                                 msk, scale, causal, smem);
+            return;
+        }
+#endif
         if (d == 64) {
             attn_mma<T, 64, D64_MT, D64_BC, D64_QREG, NSPLIT>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq,
                                                                msk, scale, causal, smem);
