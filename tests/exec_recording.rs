@@ -168,10 +168,10 @@ impl Backend for FakeGpu {
 
 fn rates() -> MachineRates {
     MachineRates {
-        cpu: DeviceRates { launch_us: 1.0, gflops_f32: 1.0, gflops_half: 1.0, gbps: 1.0 },
+        cpu: DeviceRates { launch_us: 1.0, gflops_f32: 1.0, gflops_half: 1.0, gbps: 1.0, replay_launch_us: None },
         gpu: Some((
-            DeviceRates { launch_us: 1.0, gflops_f32: 1e6, gflops_half: 1e6, gbps: 1e6 },
-            LinkRates { latency_us: 1.0, gbps: 1e3 },
+            DeviceRates { launch_us: 1.0, gflops_f32: 1e6, gflops_half: 1e6, gbps: 1e6, replay_launch_us: None },
+            LinkRates { latency_us: 1.0, gbps: 1e3, download_gbps: 1e3 },
         )),
     }
 }

@@ -9,10 +9,16 @@ use mlx_native::{DType, Graph, GraphBuilder, Tensor};
 
 fn fake_gpu_rates() -> MachineRates {
     MachineRates {
-        cpu: DeviceRates { launch_us: 1.0, gflops_f32: 100.0, gflops_half: 50.0, gbps: 20.0 },
+        cpu: DeviceRates { launch_us: 1.0, gflops_f32: 100.0, gflops_half: 50.0, gbps: 20.0, replay_launch_us: None },
         gpu: Some((
-            DeviceRates { launch_us: 5.0, gflops_f32: 40_000.0, gflops_half: 400_000.0, gbps: 2500.0 },
-            LinkRates { latency_us: 10.0, gbps: 20.0 },
+            DeviceRates {
+                launch_us: 5.0,
+                gflops_f32: 40_000.0,
+                gflops_half: 400_000.0,
+                gbps: 2500.0,
+                replay_launch_us: None,
+            },
+            LinkRates { latency_us: 10.0, gbps: 20.0, download_gbps: 20.0 },
         )),
     }
 }

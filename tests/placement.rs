@@ -5,10 +5,16 @@ use mlx_native::{DType, Graph, GraphBuilder, NodeId, Tensor};
 
 fn rates(with_gpu: bool) -> MachineRates {
     MachineRates {
-        cpu: DeviceRates { launch_us: 1.0, gflops_f32: 100.0, gflops_half: 50.0, gbps: 20.0 },
+        cpu: DeviceRates { launch_us: 1.0, gflops_f32: 100.0, gflops_half: 50.0, gbps: 20.0, replay_launch_us: None },
         gpu: with_gpu.then_some((
-            DeviceRates { launch_us: 5.0, gflops_f32: 40_000.0, gflops_half: 400_000.0, gbps: 2500.0 },
-            LinkRates { latency_us: 10.0, gbps: 20.0 },
+            DeviceRates {
+                launch_us: 5.0,
+                gflops_f32: 40_000.0,
+                gflops_half: 400_000.0,
+                gbps: 2500.0,
+                replay_launch_us: None,
+            },
+            LinkRates { latency_us: 10.0, gbps: 20.0, download_gbps: 20.0 },
         )),
     }
 }
@@ -105,4 +111,44 @@ fn force_policies_place_every_computing_node() {
     let graph = g.build().unwrap();
     assert_eq!(place(&graph, PlacementPolicy::ForceGpu, &rates(true)), vec![Device::Cpu, Device::Gpu]);
     assert_eq!(place(&graph, PlacementPolicy::ForceCpu, &rates(true)), vec![Device::Cpu, Device::Cpu]);
+}
+
+#[test]
+fn replayable_gpu_plan_wins_when_recording_makes_launches_cheap() {
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [64]);
+    let mut h = x;
+    for _ in 0..30 {
+        h = g.silu(h).unwrap();
+    }
+    g.output(h).unwrap();
+    let graph = g.build().unwrap();
+    let mut r = rates(true);
+    r.cpu.launch_us = 2.0;
+    // Without replay, 30 GPU launches cost more than the CPU's: everything stays on the CPU.
+    let p = place(&graph, PlacementPolicy::Auto, &r);
+    assert!(p.iter().all(|d| *d == Device::Cpu), "{p:?}");
+    // Replayed from a CUDA graph, a node costs a fraction of a launch: the whole chain moves to the GPU.
+    if let Some((gpu, _)) = r.gpu.as_mut() {
+        gpu.replay_launch_us = Some(0.2);
+    }
+    let p = place(&graph, PlacementPolicy::Auto, &r);
+    assert_eq!(placed(&graph, &p, "Silu"), vec![Device::Gpu; 30], "{p:?}");
+}
+
+#[test]
+fn downloads_are_priced_at_their_own_bandwidth() {
+    // A large matmul whose output must come back to the host: with a slow download the GPU no longer pays off.
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", DType::F32, [256, 64]);
+    let w = weight(&mut g, &[64, 4096]);
+    let y = g.matmul(x, w, false, false).unwrap();
+    g.output(y).unwrap();
+    let graph = g.build().unwrap();
+    let mut r = rates(true);
+    assert_eq!(placed(&graph, &place(&graph, PlacementPolicy::Auto, &r), "MatMul"), vec![Device::Gpu]);
+    if let Some((_, link)) = r.gpu.as_mut() {
+        link.download_gbps = 0.1;
+    }
+    assert_eq!(placed(&graph, &place(&graph, PlacementPolicy::Auto, &r), "MatMul"), vec![Device::Cpu]);
 }

@@ -22,7 +22,7 @@ fn cache_path(device_name: &str) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|p| PathBuf::from(p).join("mlx-native")))
         .or_else(|| std::env::var_os("HOME").map(|p| PathBuf::from(p).join(".cache").join("mlx-native")))?;
     let safe: String = device_name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    Some(base.join(format!("rates-v1-{safe}.json")))
+    Some(base.join(format!("rates-v2-{safe}.json")))
 }
 
 /// Reads cached rates for `device_name`, or measures them with `measure` and caches the result. A missing or
@@ -68,6 +68,7 @@ pub fn measure_device<B: Backend>(backend: &B) -> Result<DeviceRates> {
     let copy = crate::bench::suite_copy(n);
     let copy_us = time_case(backend, &copy, budget())?;
     Ok(DeviceRates {
+        replay_launch_us: measure_replay_launch(backend)?,
         launch_us,
         gflops_f32: flops / (f32_us - launch_us).max(1e-3) / 1e3,
         gflops_half: flops / (half_us - launch_us).max(1e-3) / 1e3,
@@ -75,7 +76,38 @@ pub fn measure_device<B: Backend>(backend: &B) -> Result<DeviceRates> {
     })
 }
 
-/// Measures the host-device link of `backend` (upload of a small and a 64 MiB tensor).
+/// Per-node cost of a recorded plan: 64 one-element adds recorded once, then replayed. `None` when the device
+/// cannot record.
+fn measure_replay_launch<B: Backend>(backend: &B) -> Result<Option<f64>> {
+    const NODES: usize = 64;
+    if !backend.supports_recording() {
+        return Ok(None);
+    }
+    let d = TensorDesc::new(DType::F32, [1]);
+    let op = Op::Binary(BinaryOp::Add);
+    let descs = [d.clone(), d.clone()];
+    let call = crate::backend::OpCall { op: &op, inputs: &descs, output: &d };
+    let x = backend.upload(&random::uniform(DType::F32, [1], 1.0, 5))?;
+    let mut out = backend.alloc(&d)?;
+    backend.execute(&call, &[&x, &x], &mut out)?; // compiles the kernel before recording
+    backend.synchronize()?;
+    if !backend.begin_recording()? {
+        return Ok(None);
+    }
+    let queued = (0..NODES).try_for_each(|_| backend.execute(&call, &[&x, &x], &mut out));
+    let replay = backend.end_recording();
+    let (Ok(()), Ok(replay)) = (queued, replay) else { return Ok(None) };
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        replay.replay()?;
+        backend.synchronize()?;
+        best = best.min(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(Some(best / NODES as f64))
+}
+
+/// Measures the host-device link of `backend`: upload of a small and a 64 MiB tensor, download of the latter.
 pub fn measure_link<B: Backend>(backend: &B) -> Result<LinkRates> {
     let time_upload = |n: usize| -> Result<f64> {
         let t = random::uniform(DType::F32, [n], 1.0, 3);
@@ -92,5 +124,14 @@ pub fn measure_link<B: Backend>(backend: &B) -> Result<LinkRates> {
     let small = time_upload(16)?;
     let n = 1 << 24;
     let big = time_upload(n)?;
-    Ok(LinkRates { latency_us: small, gbps: (4 * n) as f64 / (big - small).max(1e-3) / 1e3 })
+    let desc = TensorDesc::new(DType::F32, [n]);
+    let buf = backend.upload(&random::uniform(DType::F32, [n], 1.0, 4))?;
+    let mut down = f64::INFINITY;
+    for _ in 0..3 {
+        let s = Instant::now();
+        backend.download(&buf, &desc)?;
+        down = down.min(s.elapsed().as_secs_f64() * 1e6);
+    }
+    let rate = |us: f64| (4 * n) as f64 / (us - small).max(1e-3) / 1e3;
+    Ok(LinkRates { latency_us: small, gbps: rate(big), download_gbps: rate(down) })
 }

@@ -213,7 +213,7 @@ impl<G: Backend> Executor<G> {
             (Some(_), policy) => {
                 let rates = MachineRates {
                     cpu: placeholder_rates(),
-                    gpu: Some((placeholder_rates(), LinkRates { latency_us: 1.0, gbps: 1.0 })),
+                    gpu: Some((placeholder_rates(), LinkRates { latency_us: 1.0, gbps: 1.0, download_gbps: 1.0 })),
                 };
                 place(&g, policy, &rates)
             }
@@ -238,7 +238,7 @@ impl<G: Backend> Executor<G> {
 
 /// Rates for policies that do not consult the cost model.
 fn placeholder_rates() -> DeviceRates {
-    DeviceRates { launch_us: 1.0, gflops_f32: 1.0, gflops_half: 1.0, gbps: 1.0 }
+    DeviceRates { launch_us: 1.0, gflops_f32: 1.0, gflops_half: 1.0, gbps: 1.0, replay_launch_us: None }
 }
 
 fn cpu_name() -> String {

@@ -54,6 +54,10 @@ pub struct DeviceRates {
     pub gflops_half: f64,
     /// Sustained memory bandwidth (read + write), GB/s.
     pub gbps: f64,
+    /// Cost of one node when the whole plan is replayed from a recording (a CUDA graph), microseconds; `None` when
+    /// the device cannot record.
+    #[serde(default)]
+    pub replay_launch_us: Option<f64>,
 }
 
 /// Speed of the host-device link.
@@ -61,8 +65,10 @@ pub struct DeviceRates {
 pub struct LinkRates {
     /// Fixed cost of one transfer, microseconds.
     pub latency_us: f64,
-    /// Bandwidth, GB/s.
+    /// Host-to-device bandwidth, GB/s.
     pub gbps: f64,
+    /// Device-to-host bandwidth, GB/s (often several times lower than uploads through staging).
+    pub download_gbps: f64,
 }
 
 /// Everything the cost model knows about the machine.
@@ -116,8 +122,10 @@ pub fn compute_us(graph: &Graph, node: &Node, rates: &DeviceRates) -> f64 {
     rates.launch_us + (flops / (rate * 1e3)).max(bytes / (rates.gbps * 1e3))
 }
 
-fn transfer_us(bytes: usize, link: &LinkRates) -> f64 {
-    link.latency_us + bytes as f64 / (link.gbps * 1e3)
+/// Microseconds to bring `bytes` to device `to` over the link.
+fn transfer_us(bytes: usize, link: &LinkRates, to: Device) -> f64 {
+    let gbps = if to == Device::Cpu { link.download_gbps } else { link.gbps };
+    link.latency_us + bytes as f64 / (gbps * 1e3)
 }
 
 /// Estimated microseconds of the whole graph under `placement`: every node's compute time plus one transfer per
@@ -127,9 +135,14 @@ pub fn graph_us(graph: &Graph, placement: &[Device], rates: &MachineRates) -> f6
     let nodes = graph.nodes();
     let mut total = 0.0;
     let mut needed_on = vec![[false; 2]; nodes.len()];
+    // A plan wholly on the GPU is replayed from a recording: each node costs the replay launch instead.
+    let replayed = nodes.iter().zip(placement).all(|(n, d)| n.op.is_leaf() || *d == Device::Gpu);
     for (i, node) in nodes.iter().enumerate() {
         total += match (placement[i], &rates.gpu) {
-            (Device::Gpu, Some((g, _))) => compute_us(graph, node, g),
+            (Device::Gpu, Some((g, _))) => match g.replay_launch_us {
+                Some(r) if replayed && !node.op.is_leaf() => compute_us(graph, node, g) - g.launch_us + r,
+                _ => compute_us(graph, node, g),
+            },
             _ => compute_us(graph, node, &rates.cpu),
         };
         for inp in &node.inputs {
@@ -147,7 +160,7 @@ pub fn graph_us(graph: &Graph, placement: &[Device], rates: &MachineRates) -> f6
             let home = home_of(node, placement[i]);
             for dev in [Device::Cpu, Device::Gpu] {
                 if dev != home && needed_on[i][dev as usize] {
-                    total += transfer_us(node.out.bytes(), link);
+                    total += transfer_us(node.out.bytes(), link, dev);
                 }
             }
         }
@@ -217,7 +230,7 @@ fn auto_place(graph: &Graph, rates: &MachineRates) -> Vec<Device> {
                     let src = graph.node(**i);
                     !matches!(src.op, Op::Constant { .. }) && home_of(src, placement[i.0]) != dev
                 })
-                .map(|i| transfer_us(graph.node(*i).out.bytes(), link))
+                .map(|i| transfer_us(graph.node(*i).out.bytes(), link, dev))
                 .sum();
             compute + moves
         };
