@@ -83,6 +83,8 @@ pub fn explain<G: Backend>(exec: &Executor<G>, tokens: usize, hidden: usize) -> 
         let ins = node.inputs.iter().map(|x| g.node(*x).out.clone()).collect();
         let case = BenchCase::for_op(node.op.clone(), ins);
         let (estimated_us, measured_us) = match (dev, exec.gpu(), &rates.gpu) {
+            // A view: the executor runs nothing for it.
+            _ if matches!(node.op, crate::graph::Op::Reshape { .. }) => (0.0, 0.0),
             (Device::Gpu, Some(gpu), Some((gr, _))) => (compute_us(g, node, gr), time_case(gpu, &case, budget)?),
             _ => (compute_us(g, node, &rates.cpu), time_case(&crate::backend::cpu::CpuBackend::new(), &case, budget)?),
         };

@@ -114,7 +114,8 @@ fn is_half(node: &Node) -> bool {
 
 /// Estimated microseconds of `node` on a device with `rates`, not counting transfers.
 pub fn compute_us(graph: &Graph, node: &Node, rates: &DeviceRates) -> f64 {
-    if node.op.is_leaf() {
+    // Reshapes are views in the executor (no kernel): only leaves and views cost nothing.
+    if node.op.is_leaf() || matches!(node.op, Op::Reshape { .. }) {
         return 0.0;
     }
     let (flops, bytes) = node_work(graph, node);
