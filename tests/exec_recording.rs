@@ -3,7 +3,7 @@
 //! backend, records calls instead of running them while recording (as a CUDA graph capture does), and can be told
 //! to run out of memory.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mlx_native::backend::cpu::{CpuBackend, CpuBuffer};
@@ -46,7 +46,8 @@ struct Call {
 struct FakeGpu {
     cpu: CpuBackend,
     meter: Arc<Meter>,
-    recording: AtomicBool,
+    /// The thread recording, if any: like the CUDA backend, other threads wait until the recording ends.
+    recording: Mutex<Option<std::thread::ThreadId>>,
     calls: Mutex<Vec<Call>>,
 }
 
@@ -56,7 +57,7 @@ impl FakeGpu {
         let gpu = FakeGpu {
             cpu: CpuBackend::new(),
             meter: meter.clone(),
-            recording: AtomicBool::new(false),
+            recording: Mutex::new(None),
             calls: Mutex::new(vec![]),
         };
         (gpu, meter)
@@ -129,12 +130,19 @@ impl Backend for FakeGpu {
             ins: inputs.iter().map(|b| b.data.clone()).collect(),
             out: out.data.clone(),
         };
-        if self.recording.load(Ordering::SeqCst) {
-            self.calls.lock().unwrap().push(c);
-            Ok(())
-        } else {
-            run_call(&self.cpu, &c)
+        let me = std::thread::current().id();
+        loop {
+            match *self.recording.lock().unwrap() {
+                Some(t) if t == me => {
+                    self.calls.lock().unwrap().push(c);
+                    return Ok(());
+                }
+                Some(_) => {}
+                None => break,
+            }
+            std::thread::yield_now();
         }
+        run_call(&self.cpu, &c)
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -155,12 +163,14 @@ impl Backend for FakeGpu {
     }
 
     fn begin_recording(&self) -> Result<bool> {
-        assert!(!self.recording.swap(true, Ordering::SeqCst), "recording twice at once");
+        let mut r = self.recording.lock().unwrap();
+        assert!(r.is_none(), "recording twice at once");
+        *r = Some(std::thread::current().id());
         Ok(true)
     }
 
     fn end_recording(&self) -> Result<Box<dyn Replay>> {
-        self.recording.store(false, Ordering::SeqCst);
+        *self.recording.lock().unwrap() = None;
         let calls = std::mem::take(&mut *self.calls.lock().unwrap());
         Ok(Box::new(FakeReplay { cpu: CpuBackend::new(), calls }))
     }

@@ -83,7 +83,8 @@ pub trait Backend: Send + Sync {
     }
 
     /// Starts recording queued work instead of running it (a CUDA graph capture). `Ok(false)`: this device cannot
-    /// record, and nothing changed. While recording, only the recording thread may queue work on this device.
+    /// record, and nothing changed. Work that other threads queue meanwhile must not land in the recording: the
+    /// backend makes them wait until [`Backend::end_recording`] (the CUDA backend does so with a gate).
     fn begin_recording(&self) -> Result<bool> {
         Ok(false)
     }
