@@ -265,12 +265,11 @@ impl<G: Backend> Runner<G> {
                 }
                 Op::Reshape { .. } if self.plans[dev as usize].alias_of[i].is_some() => {
                     let root = self.plans[dev as usize].alias_of[i].map_or(i, |r| r.0);
-                    let side_values = if dev == Device::Cpu {
-                        c.values.get(root).map(Option::is_some)
-                    } else {
-                        g.values.get(root).map(Option::is_some)
+                    let present = match dev {
+                        Device::Cpu => c.values[root].is_some(),
+                        Device::Gpu => g.values[root].is_some(),
                     };
-                    if side_values != Some(true) {
+                    if !present {
                         return Err(Error::Graph(format!("%{i} reshapes %{root}, which is not on {dev:?}")));
                     }
                     match dev {

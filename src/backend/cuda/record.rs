@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 struct State {
     capturing: Option<ThreadId>,
     active: usize,
+    /// Threads blocked in `close` or `pass`: only then does a finishing operation need to wake anyone (a wake-up
+    /// is a system call, and `Pass` is dropped once per queued operation).
+    waiting: usize,
 }
 
 /// Lets operations queue work on the stream together, but never while another thread captures: a capture waits
@@ -31,10 +34,16 @@ pub(crate) struct Pass<'a>(&'a Gate);
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.0.state.lock() {
-            s.active -= 1;
+        let wake = match self.0.state.lock() {
+            Ok(mut s) => {
+                s.active -= 1;
+                s.active == 0 && s.waiting > 0
+            }
+            Err(_) => true,
+        };
+        if wake {
+            self.0.changed.notify_all();
         }
-        self.0.changed.notify_all();
     }
 }
 
@@ -48,7 +57,9 @@ impl Gate {
         let me = std::thread::current().id();
         let mut s = self.state.lock().map_err(poisoned)?;
         while matches!(s.capturing, Some(t) if t != me) {
+            s.waiting += 1;
             s = self.changed.wait(s).map_err(poisoned)?;
+            s.waiting -= 1;
         }
         s.active += 1;
         Ok(Pass(self))
@@ -59,7 +70,9 @@ impl Gate {
         let me = std::thread::current().id();
         let mut s = self.state.lock().map_err(poisoned)?;
         while s.capturing.is_some() || s.active > 0 {
+            s.waiting += 1;
             s = self.changed.wait(s).map_err(poisoned)?;
+            s.waiting -= 1;
         }
         s.capturing = Some(me);
         Ok(())
