@@ -14,11 +14,26 @@ use mlx_native::{Error, Result};
 
 use super::DeviceArg;
 
-/// Runs the suite and reports.
-pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
+/// Runs the suite (or the rows named in `only`, when not empty) and reports.
+pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>, only: &[String]) -> Result<()> {
     let mode = if quick { Mode::Quick } else { Mode::Full };
     let budget = if quick { Budget::quick() } else { Budget::full() };
-    let cases = suite(mode);
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(name));
+    let known = ["GemmDirect", "PlanReplay100", "TransformerBlock"];
+    let all = suite(mode);
+    if let Some(bad) = only.iter().find(|o| {
+        !all.iter().any(|c| c.name.eq_ignore_ascii_case(o)) && !known.iter().any(|k| k.eq_ignore_ascii_case(o))
+    }) {
+        let mut names: Vec<&str> = vec![];
+        for n in all.iter().map(|c| c.name).chain(known) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        return Err(Error::arg("bench --only", format!("no benchmark named {bad:?}; names: {}", names.join(", "))));
+    }
+    let cases: Vec<BenchCase> = all.into_iter().filter(|c| wanted(c.name)).collect();
+    let (direct, replay, blocks) = (wanted("GemmDirect"), wanted("PlanReplay100"), wanted("TransformerBlock"));
     let gpu = match device {
         DeviceArg::Cpu => None,
         DeviceArg::Cuda => Some(super::gpu::backend()?),
@@ -31,7 +46,7 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
         },
     };
     let run_cpu = device != DeviceArg::Cuda;
-    let total = cases.len() * (run_cpu as usize + gpu.is_some() as usize) + if run_cpu { 2 } else { 0 };
+    let total = cases.len() * (run_cpu as usize + gpu.is_some() as usize) + if run_cpu && direct { 2 } else { 0 };
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
@@ -40,7 +55,7 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
     let mut rows = Vec::new();
     if run_cpu {
         rows.extend(run_device(&CpuBackend::new(), &cases, budget, &bar)?);
-        for n in [1024, 2048] {
+        for n in [1024, 2048].into_iter().filter(|_| direct) {
             bar.set_message(format!("cpu GemmDirect {n}"));
             rows.push(gemm_direct(n, budget));
             bar.inc(1);
@@ -50,7 +65,7 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
     if let Some(g) = gpu {
         rows.extend(super::gpu::run_suite(&g, &cases, budget, &bar)?);
     }
-    rows.extend(block_rows(device, quick, budget, &bar)?);
+    rows.extend(block_rows(device, quick, budget, &bar, replay, blocks)?);
     bar.finish_and_clear();
     print_table(&rows);
     print_checks(&rows);
@@ -64,7 +79,17 @@ pub fn run(device: DeviceArg, quick: bool, json: Option<&Path>) -> Result<()> {
 }
 
 /// TransformerBlock rows: every placement policy the devices allow, over token counts and widths.
-fn block_rows(device: DeviceArg, quick: bool, budget: Budget, bar: &ProgressBar) -> Result<Vec<BenchRow>> {
+fn block_rows(
+    device: DeviceArg,
+    quick: bool,
+    budget: Budget,
+    bar: &ProgressBar,
+    replay: bool,
+    blocks: bool,
+) -> Result<Vec<BenchRow>> {
+    if !replay && !blocks {
+        return Ok(vec![]);
+    }
     let base = Executor::new(ExecOptions::default())?;
     let mut policies = vec![];
     if device != DeviceArg::Cuda {
@@ -75,9 +100,13 @@ fn block_rows(device: DeviceArg, quick: bool, budget: Budget, bar: &ProgressBar)
     } else if device != DeviceArg::Cuda {
         policies.push(PlacementPolicy::Auto);
     }
-    let hiddens: &[usize] = if quick { &[384] } else { &[384, 1024] };
+    let hiddens: &[usize] = match (blocks, quick) {
+        (false, _) => &[],
+        (true, true) => &[384],
+        (true, false) => &[384, 1024],
+    };
     let mut rows = vec![];
-    for &p in policies.iter().filter(|p| matches!(p, PlacementPolicy::ForceCpu | PlacementPolicy::ForceGpu)) {
+    for &p in policies.iter().filter(|p| replay && matches!(p, PlacementPolicy::ForceCpu | PlacementPolicy::ForceGpu)) {
         let (row, wall) = time_plan_replay(&base.with_policy(p), policy_label(p), budget)?;
         bar.println(format!(
             "PlanReplay100 on {}: {:.1} us host per run ({:.1} us wall per run)",

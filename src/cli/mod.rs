@@ -50,6 +50,10 @@ enum Command {
         /// Also write the rows as a JSON array to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
+        /// Run only the rows whose name is in this comma-separated list (for example
+        /// `MatMul,FusedLinearAddGelu,Attention,Copy`; also `GemmDirect`, `PlanReplay100`, `TransformerBlock`).
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Embed texts with a sentence-embedding model (BERT family): one JSON line per text,
     /// `{"text": ..., "embedding": [...]}`, in input order.
@@ -63,11 +67,11 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info::run(),
-        Command::Bench { device, quick, explain, tokens, hidden, json } => {
+        Command::Bench { device, quick, explain, tokens, hidden, json, only } => {
             if explain {
                 bench::explain(device, tokens, hidden)
             } else {
-                bench::run(device, quick, json.as_deref())
+                bench::run(device, quick, json.as_deref(), &only)
             }
         }
         Command::Embed(args) => embed::run(args),
