@@ -8,7 +8,7 @@ mod gpu {
     use std::sync::OnceLock;
 
     use mlx_native::backend::cpu::CpuBackend;
-    use mlx_native::backend::cuda::CudaBackend;
+    use mlx_native::backend::cuda::{CudaBackend, ErfGeluPath};
     use mlx_native::backend::{Backend, OpCall};
     use mlx_native::graph::infer;
     use mlx_native::util::random;
@@ -519,6 +519,113 @@ mod gpu {
         }
     }
 
+    /// x * Phi(x) in float64, accurate relative to its value also far in the negative tail (continued fraction
+    /// for erfc there, where 1 + erf(z) would cancel).
+    fn gelu_erf64(x: f64) -> f64 {
+        let z = -x / std::f64::consts::SQRT_2;
+        let erfc = if z < 2.5 {
+            1.0 - erf64(z)
+        } else {
+            // erfc(z) = exp(-z^2) / sqrt(pi) / (z + (1/2) / (z + 1 / (z + (3/2) / (z + ...))))
+            let mut k = z;
+            for n in (1..=80).rev() {
+                k = z + (n as f64 / 2.0) / k;
+            }
+            (-z * z).exp() / std::f64::consts::PI.sqrt() / k
+        };
+        0.5 * x * erfc
+    }
+
+    /// A backend of its own, so that forcing the erf-GELU path does not change what other tests run.
+    fn own_backend() -> Option<CudaBackend> {
+        gpu()?;
+        Some(CudaBackend::new(0).expect("a second backend on the GPU"))
+    }
+
+    /// FusedLinearAddGelu (erf, W stored [n, k]) checked against float64 (sampled rows for large shapes): every
+    /// element within `tol(d)` relative plus an absolute part. For the fused kernel (`fused`) that part covers the
+    /// f32 accumulation only (the result is rounded once); the cuBLASLt path rounds the product to the output dtype
+    /// before the bias is added, which allows `tol(d)` times the sum of the magnitudes.
+    fn check_linear_gelu_erf(
+        g: &CudaBackend,
+        d: DType,
+        (m, k, n): (usize, usize, usize),
+        fused: bool,
+        s: u64,
+        ctx: &str,
+    ) {
+        // W scaled so that x·W^T has a standard deviation near 2: the GELU tail down to about -10 is exercised.
+        let x = rnd(d, &[m, k], s);
+        let w = random::uniform(d, Shape::new(vec![n, k]), 6.0 / (k as f32).sqrt(), s + 1);
+        let b = rnd(d, &[n], s + 2);
+        let op = Op::FusedLinearAddGelu { transpose_b: true, gelu: GeluKind::Erf };
+        let ins = [x, w, b];
+        let got = as_f64(&run(g, &op, &ins, true).unwrap_or_else(|e| panic!("{ctx}: GPU failed: {e}")));
+        let (xv, wv, bv) = (as_f64(&ins[0]), as_f64(&ins[1]), as_f64(&ins[2]));
+        let rows: Vec<usize> = if m * n * k > 50_000_000 {
+            (0..61).map(|i| (i * 7919 + s as usize) % m).chain([0, m - 1]).collect()
+        } else {
+            (0..m).collect()
+        };
+        let floor = if d == DType::F16 { 1e-7 } else { 1e-30 };
+        let abs = if fused { 1e-5 } else { tol(d) };
+        for r in rows {
+            for j in 0..n {
+                let (mut acc, mut mag) = (bv[j], bv[j].abs());
+                for q in 0..k {
+                    let p = xv[r * k + q] * wv[j * k + q];
+                    acc += p;
+                    mag += p.abs();
+                }
+                let want = gelu_erf64(acc);
+                let g = got[r * n + j];
+                let err = (g - want).abs();
+                assert!(
+                    err <= tol(d) * want.abs() + abs * mag + floor,
+                    "{ctx}: [{r}, {j}] is {g}, expected {want} (pre-activation {acc}, error {err:.3e})"
+                );
+            }
+        }
+    }
+
+    /// Each way of running FusedLinearAddGelu in the erf form, forced: our fused kernel (wgmma on compute
+    /// capability 9.0, and its mma.sync form), cuBLASLt + bias_gelu_erf, and the automatic choice, in f16 and bf16,
+    /// on shapes with m = 1, odd m and n, n not a multiple of the tile, k = 8 .. 1000 (k = 7: not supported by the
+    /// fused kernel, falls back), and the benchmark shape.
+    #[test]
+    fn fused_linear_gelu_erf_paths() {
+        let Some(g) = own_backend() else { return };
+        let s = seed();
+        let shapes = [
+            (1, 8, 1),
+            (1, 24, 37),
+            (37, 24, 45),
+            (5, 7, 9),
+            (129, 8, 130),
+            (200, 384, 136),
+            (3, 1000, 257),
+            (333, 384, 1531),
+            (4096, 384, 1536),
+        ];
+        for path in [ErfGeluPath::Fused, ErfGeluPath::FusedMmaSync, ErfGeluPath::Cublas, ErfGeluPath::Auto] {
+            g.set_erf_gelu_path(path);
+            assert_eq!(g.erf_gelu_path(), path);
+            for d in [DType::F16, DType::BF16] {
+                for (i, &shape) in shapes.iter().enumerate() {
+                    let ctx = format!("linear+gelu erf {path:?} {d} {shape:?}");
+                    // The fused kernel surely runs only when forced and supported (k a multiple of 8).
+                    let fused = matches!(path, ErfGeluPath::Fused | ErfGeluPath::FusedMmaSync) && shape.1 % 8 == 0;
+                    check_linear_gelu_erf(&g, d, shape, fused, s + 10 * i as u64, &ctx);
+                }
+            }
+        }
+        // Leading batch dimensions of x fold into m.
+        g.set_erf_gelu_path(ErfGeluPath::Fused);
+        let d = DType::BF16;
+        let ins = [rnd(d, &[2, 3, 40], s), rnd(d, &[24, 40], s + 1), rnd(d, &[24], s + 2)];
+        check(&g, Op::FusedLinearAddGelu { transpose_b: true, gelu: GeluKind::Erf }, &ins, 5.0, "fused batched");
+    }
+
     /// One small launch of every kernel that uses shared memory (each norm plan, block-per-row reductions, each
     /// attention path): what `compute-sanitizer --tool racecheck` runs in scripts/gpu-check.sh, where the full
     /// tests would take too long.
@@ -539,6 +646,14 @@ mod gpu {
         let x = rnd(DType::F32, &[3, 5000], s);
         for kind in [ReduceKind::Sum, ReduceKind::Max] {
             check(g, Op::Reduce { kind, axis: 1, keep_dim: false }, std::slice::from_ref(&x), 20.0, "racecheck reduce");
+        }
+        // The fused GEMM + GELU kernel, both forms (own backend: the forced path stays out of other tests).
+        if let Some(own) = own_backend() {
+            for path in [ErfGeluPath::Fused, ErfGeluPath::FusedMmaSync] {
+                own.set_erf_gelu_path(path);
+                let ctx = format!("racecheck fused linear {path:?}");
+                check_linear_gelu_erf(&own, DType::BF16, (37, 72, 45), true, s, &ctx);
+            }
         }
         // (dtype, head dim): tensor-core paths (f16/bf16 with d 64 or 128) and the generic path.
         for (d, hd) in [(DType::BF16, 64), (DType::F16, 128), (DType::F32, 16), (DType::BF16, 40)] {

@@ -21,8 +21,12 @@ use crate::graph::Op;
 use crate::tensor::DType;
 
 /// The source.
-pub(crate) static SOURCE: KernelSource =
-    KernelSource { name: "attention.cu", text: include_str!("kernels/attention.cu"), common: false };
+pub(crate) static SOURCE: KernelSource = KernelSource {
+    name: "attention.cu",
+    text: include_str!("kernels/attention.cu"),
+    common: false,
+    arch_specific: false,
+};
 
 /// Threads per block of every path.
 const THREADS: u32 = 128;

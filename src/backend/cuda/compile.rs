@@ -29,9 +29,22 @@ pub struct KernelSource {
     pub text: &'static str,
     /// Whether `common.cuh` is prepended.
     pub common: bool,
+    /// Whether the source has architecture-specific code (wgmma): on compute capability 9.0 it is compiled for
+    /// `sm_90a` instead of `sm_90` (such code runs on 9.0 devices only, which is where it is then loaded).
+    pub arch_specific: bool,
 }
 
 impl KernelSource {
+    /// The architecture this source is compiled for on a device of architecture `arch` ("sm_90" becomes "sm_90a"
+    /// for an architecture-specific source).
+    pub fn target_arch(&self, arch: &str) -> String {
+        if self.arch_specific && arch == "sm_90" {
+            "sm_90a".into()
+        } else {
+            arch.into()
+        }
+    }
+
     /// The text NVRTC compiles.
     pub fn full_text(&self) -> String {
         if self.common {
@@ -93,8 +106,11 @@ fn nvrtc_log(prog: nv::nvrtcProgram) -> String {
     }
 }
 
-/// Compiles one source to a CUBIN for `arch` (no cache, no GPU needed: CI uses this).
+/// Compiles one source to a CUBIN for a device of architecture `arch` (for [`KernelSource::target_arch`]; no cache,
+/// no GPU needed: CI uses this).
 pub fn compile_cubin(src: &KernelSource, arch: &str) -> Result<Vec<u8>> {
+    let arch = src.target_arch(arch);
+    let arch = arch.as_str();
     if !nvrtc_available() {
         return Err(Error::GpuUnavailable("libnvrtc not found".into()));
     }
@@ -227,8 +243,9 @@ impl Kernels {
     pub fn load(&self, src: &'static KernelSource, use_disk_cache: bool) -> Result<Arc<CudaModule>> {
         let t = Instant::now();
         let text = src.full_text();
-        let opts = options(&self.arch, &include_dir());
-        let path = cache_dir().map(|d| d.join(format!("{}-{}.cubin", src.name, cache_key(&text, &self.arch, &opts))));
+        let arch = src.target_arch(&self.arch);
+        let opts = options(&arch, &include_dir());
+        let path = cache_dir().map(|d| d.join(format!("{}-{}.cubin", src.name, cache_key(&text, &arch, &opts))));
         let cached = if use_disk_cache { path.as_deref().and_then(read_entry) } else { None };
         let from_disk = cached.is_some();
         let module = match cached.map(|c| self.ctx.load_module(Ptx::from_binary(c))) {

@@ -10,8 +10,12 @@ use crate::graph::{BinaryOp, GeluKind, TensorDesc};
 use crate::tensor::DType;
 
 /// The source.
-pub(crate) static SOURCE: KernelSource =
-    KernelSource { name: "elementwise.cu", text: include_str!("kernels/elementwise.cu"), common: true };
+pub(crate) static SOURCE: KernelSource = KernelSource {
+    name: "elementwise.cu",
+    text: include_str!("kernels/elementwise.cu"),
+    common: true,
+    arch_specific: false,
+};
 
 /// 16-byte packs each thread handles per loop iteration in the streaming kernels (`UNROLL` in elementwise.cu).
 const UNROLL: usize = 4;

@@ -11,8 +11,12 @@ use crate::graph::TensorDesc;
 use crate::tensor::DType;
 
 /// The source.
-pub(crate) static SOURCE: KernelSource =
-    KernelSource { name: "embedding.cu", text: include_str!("kernels/embedding.cu"), common: true };
+pub(crate) static SOURCE: KernelSource = KernelSource {
+    name: "embedding.cu",
+    text: include_str!("kernels/embedding.cu"),
+    common: true,
+    arch_specific: false,
+};
 
 impl CudaBackend {
     /// out[i, :] = table[ids[i], :].

@@ -10,7 +10,7 @@ use crate::graph::TensorDesc;
 
 /// The source.
 pub(crate) static SOURCE: KernelSource =
-    KernelSource { name: "layout.cu", text: include_str!("kernels/layout.cu"), common: true };
+    KernelSource { name: "layout.cu", text: include_str!("kernels/layout.cu"), common: true, arch_specific: false };
 
 fn width(desc: &TensorDesc) -> Result<&'static str> {
     match desc.dtype.size() {

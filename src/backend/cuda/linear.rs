@@ -3,15 +3,19 @@
 //! cores with f32 accumulation).
 //!
 //! Epilogues: `FusedLinearAdd` uses cuBLASLt's bias epilogue; `FusedLinearAddGelu` with the tanh form uses its
-//! GELU-bias epilogue (measured to compute the tanh form, see matmul.rs). cuBLASLt has no erf-GELU epilogue, so the
-//! erf form runs the plain product and then one in-place `bias_gelu_erf` kernel (elementwise.cu), exact to the
-//! definition: one extra pass over the output (mostly from L2 right after the product).
+//! GELU-bias epilogue (measured to compute the tanh form, see matmul.rs). cuBLASLt has no erf-GELU epilogue: in
+//! f16/bf16 the erf form runs our own tensor-core GEMM with the bias + erf-GELU epilogue fused (fused_gemm.rs,
+//! kernels/gemm_epilogue.cu), or cuBLASLt's plain product followed by one in-place `bias_gelu_erf` kernel
+//! (elementwise.cu), whichever [`super::ErfGeluPath`] picks (by default: timed once per shape); f32 and shapes the
+//! fused kernel does not support take the second way. Both are exact to the definition within the output dtype's
+//! precision.
 
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::PushKernelArg;
 
 use super::elementwise::{suffix, SOURCE as EW};
+use super::fused_gemm::LinearPtrs;
 use super::launch::collapse;
 use super::matmul::{Epilogue, Gemm, GemmSpec};
 use super::{CudaBackend, CudaBuffer};
@@ -34,7 +38,7 @@ impl CudaBackend {
     }
 
     /// One (strided-batched) product; k = 0 gives zeros (plus the bias).
-    fn gemm(&self, spec: &GemmSpec, a: u64, b: u64, bias: Option<u64>, c: u64) -> Result<()> {
+    pub(super) fn gemm(&self, spec: &GemmSpec, a: u64, b: u64, bias: Option<u64>, c: u64) -> Result<()> {
         if spec.k == 0 {
             let bytes = spec.batch * spec.m * spec.n * spec.dtype.size();
             // SAFETY: C holds batch*m*n elements (checked by `execute`).
@@ -127,8 +131,8 @@ impl CudaBackend {
                 self.gemm(&GemmSpec { epilogue: Epilogue::BiasGelu(GeluKind::Tanh), ..base }, px, pw, Some(pb), po)
             }
             Some(GeluKind::Erf) => {
-                self.gemm(&base, px, pw, None, po)?;
-                self.bias_act(gelu, out_desc, out, bias, n)
+                let ptrs = LinearPtrs { x: px, w: pw, bias: pb, out: po };
+                self.erf_gelu_linear(&base, ptrs, out_desc, out, bias)
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod compile;
 pub mod device;
 mod elementwise;
 mod embedding;
+mod fused_gemm;
 mod launch;
 mod layout;
 mod linear;
@@ -23,7 +24,7 @@ mod record;
 mod reduce;
 mod transfer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{result, sys, DriverError};
@@ -31,6 +32,7 @@ use cudarc::driver::{result, sys, DriverError};
 pub use buffer::{CudaBuffer, DeviceMem};
 pub use compile::{KernelSource, LoadEvent};
 pub use device::{Device, DeviceInfo};
+pub use fused_gemm::ErfGeluPath;
 pub use transfer::PinnedMem;
 
 use crate::backend::{Backend, OpCall};
@@ -40,8 +42,16 @@ use crate::pool::{Pool, PoolConfig, PoolStats};
 use crate::tensor::{DType, HostVec, Tensor};
 
 /// Every kernel source of the backend (the compile test checks each `.cu` file is listed here).
-pub fn kernel_sources() -> [&'static KernelSource; 6] {
-    [&elementwise::SOURCE, &norm::SOURCE, &reduce::SOURCE, &layout::SOURCE, &embedding::SOURCE, &attention::SOURCE]
+pub fn kernel_sources() -> [&'static KernelSource; 7] {
+    [
+        &elementwise::SOURCE,
+        &norm::SOURCE,
+        &reduce::SOURCE,
+        &layout::SOURCE,
+        &embedding::SOURCE,
+        &attention::SOURCE,
+        &fused_gemm::SOURCE,
+    ]
 }
 
 pub(crate) fn launch_err(what: &'static str) -> impl FnOnce(DriverError) -> Error {
@@ -59,6 +69,10 @@ pub struct CudaBackend {
     flag_armed: AtomicBool,
     gemm: linear::GemmSlot,
     tf32: AtomicBool,
+    /// [`ErfGeluPath`] as a u8 (see [`CudaBackend::set_erf_gelu_path`]).
+    erf_gelu_path: AtomicU8,
+    /// The path [`ErfGeluPath::Auto`] chose per shape.
+    erf_gelu_choices: fused_gemm::ErfGeluChoices,
     gate: record::Gate,
 }
 
@@ -111,6 +125,8 @@ impl CudaBackend {
                 flag_armed: AtomicBool::new(false),
                 gemm: Mutex::new(None),
                 tf32: AtomicBool::new(false),
+                erf_gelu_path: AtomicU8::new(ErfGeluPath::Auto.to_u8()),
+                erf_gelu_choices: Mutex::new(Default::default()),
                 gate: record::Gate::default(),
             })
         })

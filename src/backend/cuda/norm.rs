@@ -15,7 +15,7 @@ use crate::graph::TensorDesc;
 
 /// The source.
 pub(crate) static SOURCE: KernelSource =
-    KernelSource { name: "norm.cu", text: include_str!("kernels/norm.cu"), common: true };
+    KernelSource { name: "norm.cu", text: include_str!("kernels/norm.cu"), common: true, arch_specific: false };
 
 /// Which row-wise op.
 #[derive(Clone, Copy, Debug)]

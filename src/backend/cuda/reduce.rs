@@ -11,7 +11,7 @@ use crate::graph::{ReduceKind, TensorDesc};
 
 /// The source.
 pub(crate) static SOURCE: KernelSource =
-    KernelSource { name: "reduce.cu", text: include_str!("kernels/reduce.cu"), common: true };
+    KernelSource { name: "reduce.cu", text: include_str!("kernels/reduce.cu"), common: true, arch_specific: false };
 
 impl CudaBackend {
     /// Reduces `axis` of `desc`.

@@ -1,0 +1,420 @@
+// Tensor-core GEMM with a fused bias + activation epilogue: C[m, n] = act(A[m, k] · B[n, k]^T + bias[n]).
+// f16 / bf16 in, f32 accumulation, C rounded once. A row-major, B stored [n, k] (PyTorch Linear weight).
+// Used by FusedLinearAddGelu (erf form), for which cuBLASLt has no epilogue (src/backend/cuda/fused_gemm.rs).
+//
+// Preconditions (the launcher checks them, else it takes the cuBLASLt path): k a multiple of 8, A and B 16-byte
+// aligned (every 8-element chunk of a row is one 16-byte cp.async, zero-filled past m, n or k). Any m and n: rows
+// and columns past the edge are zero-filled on load and not stored.
+//
+// Technique: block tile BM x BN, k-tile BK, STAGES-deep cp.async pipeline into XOR-swizzled shared memory,
+// ldmatrix + mma.sync m16n8k16. Epilogue: bias and activation on the f32 accumulators, rounded once into shared
+// memory (the pipeline buffers, padded rows), then written out in coalesced 16-byte stores.
+//
+// Activations (ACT): 0 none, 1 GELU erf form, 2 GELU tanh form, 3 GELU erf form through libdevice erff/erfcf (the
+// elementwise kernel's formula; kept for measurements only).
+
+// Everything but the entry points needs sm_80 (cp.async, bf16 mma); older GPUs get empty entry points, which the
+// launcher never calls (it requires compute capability 8.0).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define GE_NONE 0
+#define GE_GELU_ERF 1
+#define GE_GELU_TANH 2
+#define GE_GELU_ERF_LIB 3
+
+__device__ __forceinline__ float ge_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// x * Phi(x) = x * erfc(-x / sqrt2) / 2, with erfc from Numerical Recipes' Chebyshev fit (erfcc: relative error
+// below 1.2e-7 for every z >= 0): erfc(z) = t * exp(-z^2 + P(t)), t = 1 / (1 + z/2). Here z = |x| / sqrt2, the
+// coefficients carry log2(e) and ln(1/2) so that one ex2 gives erfc(z) / 2. For x >= 0, Phi = 1 - erfc/2 (in
+// [0.5, 1], no cancellation); for x < 0, Phi = erfc/2 directly, so very negative x keep their relative accuracy
+// (no 1 + erf(z) with erf(z) near -1). Relative error over [-12, 6] in f32: 6.3e-6 (the exponent's rounding at
+// x = -12), far below f16/bf16 precision; no branch, two MUFU operations (rcp, ex2) and 12 FMA-class ones.
+__device__ __forceinline__ float ge_gelu_erf(float x) {
+    const float z = fabsf(x) * 0.70710678118654752f;
+    const float t = __fdividef(1.0f, fmaf(0.5f, z, 1.0f));
+    float p = 2.465172979e-01f;
+    p = fmaf(p, t, -1.186114945e+00f);
+    p = fmaf(p, t, 2.147474464e+00f);
+    p = fmaf(p, t, -1.637753152e+00f);
+    p = fmaf(p, t, 4.023215817e-01f);
+    p = fmaf(p, t, -2.687568603e-01f);
+    p = fmaf(p, t, 1.396300565e-01f);
+    p = fmaf(p, t, 5.397006155e-01f);
+    p = fmaf(p, t, 1.442729204e+00f);
+    p = fmaf(p, t, -2.825748218e+00f);
+    const float half_erfc = t * ge_ex2(fmaf(x * x, -0.72134752044448170f, p));
+    return x * (x >= 0.0f ? 1.0f - half_erfc : half_erfc);
+}
+
+template <int ACT> __device__ __forceinline__ float ge_act(float x) {
+    if (ACT == GE_GELU_ERF) return ge_gelu_erf(x);
+    if (ACT == GE_GELU_TANH) {
+        // 0.5x(1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation (as elementwise.cu).
+        const float u = 0.79788456080286536f * fmaf(0.044715f * x, x * x, x);
+        return __fdividef(x, 1.0f + ge_ex2(-2.8853900817779268f * u));
+    }
+    if (ACT == GE_GELU_ERF_LIB) {
+        const float z = 0.70710678118654752f * x;
+        return x >= -1.0f ? 0.5f * x * (1.0f + erff(z)) : 0.5f * x * erfcf(-z);
+    }
+    return x;
+}
+
+__device__ __forceinline__ u32 ge_smem_addr(const void* p) { return static_cast<u32>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void ge_cp_async16(u32 dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void ge_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void ge_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ge_ldsm_x4(u32& r0, u32& r1, u32& r2, u32& r3, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr)
+                 : "memory");
+}
+
+template <typename T> __device__ __forceinline__ void ge_mma(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1);
+template <> __device__ __forceinline__ void ge_mma<__nv_bfloat16>(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void ge_mma<__half>(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <typename T> __device__ __forceinline__ u32 ge_pack2(float a, float b);
+template <> __device__ __forceinline__ u32 ge_pack2<__nv_bfloat16>(float a, float b) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<u32*>(&h);
+}
+template <> __device__ __forceinline__ u32 ge_pack2<__half>(float a, float b) {
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<u32*>(&h);
+}
+
+
+template <typename T> struct ge_is_bf16 {
+    static const bool value = false;
+};
+template <> struct ge_is_bf16<__nv_bfloat16> {
+    static const bool value = true;
+};
+
+// Shared-memory matrix descriptor of a K-major tile stored as 128-byte rows with the 128-byte swizzle (the layout
+// ge_swz<8> writes; 8-row atoms 1024 bytes apart, atoms 1024-byte aligned): start address, leading offset (unused
+// for swizzled K-major, 1 by convention), stride offset 1024 bytes, layout type 1 (128-byte swizzle).
+__device__ __forceinline__ unsigned long long ge_desc_sw128(u32 saddr) {
+    return (unsigned long long)((saddr & 0x3FFFF) >> 4) | (1ull << 16) | ((unsigned long long)(1024 >> 4) << 32) |
+           (1ull << 62);
+}
+
+// Orders this thread's completed cp.async writes (generic proxy) before later wgmma reads (async proxy).
+__device__ __forceinline__ void ge_fence_proxy_async() {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// wgmma (sm_90a only): one BK = 64 k-tile of a 64 x N warpgroup tile in one asm block (fence, four m64nNk16 with
+// the descriptors a[i], b[i] of the i-th 16-element k-step, commit, wait), so that the compiler cannot touch the
+// accumulators while the asynchronous MMAs run. Accumulators d[N/2] in the m16n8 C-fragment order per warp.
+#define GE_WG_REGS128 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+#define GE_WG_OUTS128 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),\
+    "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),\
+    "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),\
+    "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),\
+    "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),\
+    "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),\
+    "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),\
+    "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define GE_WG_REGS192 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95}, "
+#define GE_WG_OUTS192 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),\
+    "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),\
+    "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),\
+    "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),\
+    "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),\
+    "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),\
+    "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),\
+    "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]),\
+    "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]),\
+    "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),\
+    "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]),\
+    "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+#define GE_WG_REGS256 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, "
+#define GE_WG_OUTS256 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),\
+    "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),\
+    "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),\
+    "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),\
+    "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),\
+    "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),\
+    "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),\
+    "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]),\
+    "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]),\
+    "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]),\
+    "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]),\
+    "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]),\
+    "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]),\
+    "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),\
+    "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]),\
+    "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),\
+    "+f"(d[126]), "+f"(d[127])
+#define GE_WG_ASM(N, TY, ND)                                                                                 \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #ND ", 0;\nwgmma.fence.sync.aligned;\n"                       \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A0_##N  \
+                 ", %" GE_WG_B0_##N ", p, 1, 1, 0, 0;\n"                                                           \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A1_##N  \
+                 ", %" GE_WG_B1_##N ", p, 1, 1, 0, 0;\n"                                                           \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A2_##N  \
+                 ", %" GE_WG_B2_##N ", p, 1, 1, 0, 0;\n"                                                           \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A3_##N  \
+                 ", %" GE_WG_B3_##N ", p, 1, 1, 0, 0;\n"                                                           \
+                 "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}\n"                          \
+                 : GE_WG_OUTS##N                                                                                  \
+                 : "l"(a[0]), "l"(a[1]), "l"(a[2]), "l"(a[3]), "l"(b[0]), "l"(b[1]), "l"(b[2]), "l"(b[3]), "r"(1) \
+                 : "memory")
+#define GE_WG_A0_128 "64"
+#define GE_WG_B0_128 "68"
+#define GE_WG_A1_128 "65"
+#define GE_WG_B1_128 "69"
+#define GE_WG_A2_128 "66"
+#define GE_WG_B2_128 "70"
+#define GE_WG_A3_128 "67"
+#define GE_WG_B3_128 "71"
+#define GE_WG_A0_192 "96"
+#define GE_WG_B0_192 "100"
+#define GE_WG_A1_192 "97"
+#define GE_WG_B1_192 "101"
+#define GE_WG_A2_192 "98"
+#define GE_WG_B2_192 "102"
+#define GE_WG_A3_192 "99"
+#define GE_WG_B3_192 "103"
+#define GE_WG_A0_256 "128"
+#define GE_WG_B0_256 "132"
+#define GE_WG_A1_256 "129"
+#define GE_WG_B1_256 "133"
+#define GE_WG_A2_256 "130"
+#define GE_WG_B2_256 "134"
+#define GE_WG_A3_256 "131"
+#define GE_WG_B3_256 "135"
+
+template <typename T, int N>
+__device__ __forceinline__ void ge_wgmma_k64(float* d, const unsigned long long (&a)[4], const unsigned long long (&b)[4]) {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+    constexpr bool BF = ge_is_bf16<T>::value;
+    if constexpr (N == 128 && BF) GE_WG_ASM(128, "bf16", 72);
+    if constexpr (N == 128 && !BF) GE_WG_ASM(128, "f16", 72);
+    if constexpr (N == 192 && BF) GE_WG_ASM(192, "bf16", 104);
+    if constexpr (N == 192 && !BF) GE_WG_ASM(192, "f16", 104);
+    if constexpr (N == 256 && BF) GE_WG_ASM(256, "bf16", 136);
+    if constexpr (N == 256 && !BF) GE_WG_ASM(256, "f16", 136);
+#endif
+}
+
+// 16-byte chunk index of (row, chunk) in a tile with CPR chunks per row, XOR-swizzled so that the 8 rows one
+// ldmatrix phase reads (same logical chunk) fall in 8 different bank groups.
+template <int CPR> __device__ __forceinline__ int ge_swz(int row, int chunk) {
+    if (CPR == 8) return row * 8 + (chunk ^ (row & 7));
+    return row * 4 + (chunk ^ ((row >> 1) & 3));  // CPR == 4: two rows per 128 bytes
+}
+
+// Shared memory bytes of one configuration: the pipeline, or the staged output tile if larger.
+// WG (wgmma) adds 1024 bytes so that the stages can start 1024-byte aligned (the swizzle atoms must be).
+template <typename T, int BM, int BN, int BK, int STAGES, bool WG = false> struct GeSmem {
+    static const int PIPE = STAGES * (BM + BN) * BK * 2;
+    static const int OUT = BM * (BN + 8) * (int)sizeof(T);
+    static const int BYTES = (PIPE > OUT ? PIPE : OUT) + (WG ? 1024 : 0);
+};
+
+// One block computes C[bm0 .. bm0+BM, bn0 .. bn0+BN]; WM x WN warps, each a (BM/WM) x (BN/WN) warp tile.
+// WG: wgmma instead of mma.sync (sm_90a): then WN = 1, BK = 64, and the WM / 4 warpgroups split the rows: warpgroup
+// g computes rows [g * BM / (WM / 4), ...) in MI = BM / WM / 16 blocks of m64nBNk16; warp q of the group holds rows
+// 16q .. 16q + 15 of each block, in the mma.sync C-fragment order, so the epilogue is shared.
+template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, int ACT, bool WG = false>
+__device__ __forceinline__ void gemm_bias_act(const T* __restrict__ A, const T* __restrict__ B,
+                                              const T* __restrict__ bias, T* __restrict__ C, int m, int n, int k) {
+    constexpr int THREADS = WM * WN * 32;
+    constexpr int WTM = BM / WM, WTN = BN / WN, MI = WTM / 16, NI = WTN / 8;
+    constexpr int CPR = BK / 8;
+    constexpr int A_CHUNKS = BM * CPR, B_CHUNKS = BN * CPR, STAGE_BYTES = (A_CHUNKS + B_CHUNKS) * 16;
+    static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile: multiples of 16");
+    static_assert(CPR == 4 || CPR == 8, "BK: 32 or 64");
+    static_assert(A_CHUNKS % THREADS == 0 && B_CHUNKS % THREADS == 0, "whole chunks per thread");
+    static_assert(STAGES >= 2, "at least double buffering");
+    constexpr int WG_ROWS = BM / (WM >= 4 ? WM / 4 : 1);  // rows per warpgroup (WG)
+    static_assert(!WG || (WN == 1 && BK == 64 && WM % 4 == 0 && WG_ROWS % 64 == 0), "wgmma tiling");
+
+    extern __shared__ __align__(1024) unsigned char ge_smem[];
+    const u32 sbase = WG ? (ge_smem_addr(ge_smem) + 1023u) & ~1023u : ge_smem_addr(ge_smem);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / WN, wn = warp % WN;
+    const int bm0 = blockIdx.y * BM, bn0 = blockIdx.x * BN;
+    const int KT = (k + BK - 1) / BK;
+
+    auto load_tile = [&](int kt, int stage) {
+        const int k0 = kt * BK;
+        const u32 sA = sbase + stage * STAGE_BYTES;
+        const u32 sB = sA + A_CHUNKS * 16;
+#pragma unroll
+        for (int j = 0; j < A_CHUNKS / THREADS; ++j) {
+            const int i = tid + j * THREADS, r = i / CPR, c = i % CPR;
+            const int gr = bm0 + r, gk = k0 + c * 8;
+            const bool ok = gr < m && gk < k;
+            const T* src = ok ? A + ((size_t)gr * k + gk) : A;
+            ge_cp_async16(sA + ge_swz<CPR>(r, c) * 16, src, ok ? 16 : 0);
+        }
+#pragma unroll
+        for (int j = 0; j < B_CHUNKS / THREADS; ++j) {
+            const int i = tid + j * THREADS, r = i / CPR, c = i % CPR;
+            const int gr = bn0 + r, gk = k0 + c * 8;
+            const bool ok = gr < n && gk < k;
+            const T* src = ok ? B + ((size_t)gr * k + gk) : B;
+            ge_cp_async16(sB + ge_swz<CPR>(r, c) * 16, src, ok ? 16 : 0);
+        }
+    };
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < KT) load_tile(s, s);
+        ge_cp_async_commit();
+    }
+    for (int kt = 0; kt < KT; ++kt) {
+        // Tile kt has landed (for every thread, after the barrier), and every warp is done with tile kt - 1,
+        // whose stage is refilled next.
+        ge_cp_async_wait<STAGES - 2>();
+        if (WG) ge_fence_proxy_async();
+        __syncthreads();
+        {
+            const int nk = kt + STAGES - 1;
+            if (nk < KT) load_tile(nk, nk % STAGES);
+            ge_cp_async_commit();
+        }
+        const u32 sA = sbase + (kt % STAGES) * STAGE_BYTES;
+        const u32 sB = sA + A_CHUNKS * 16;
+        if constexpr (WG) {
+            // Each k-step of 16 elements is 32 bytes further along the (swizzled) 128-byte rows.
+            const unsigned long long db = ge_desc_sw128(sB);
+            const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi) {
+                const unsigned long long da = ge_desc_sw128(sA + ((warp >> 2) * WG_ROWS + mi * 64) * 128);
+                const unsigned long long a[4] = {da, da + 2, da + 4, da + 6};
+                ge_wgmma_k64<T, BN>(&acc[mi][0][0], a, b);
+            }
+        } else {
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; ++kk) {
+                u32 af[MI][4], bf[NI][2];
+#pragma unroll
+                for (int mi = 0; mi < MI; ++mi) {
+                    const int row = wm * WTM + mi * 16 + (lane & 15), chunk = kk * 2 + (lane >> 4);
+                    ge_ldsm_x4(af[mi][0], af[mi][1], af[mi][2], af[mi][3], sA + ge_swz<CPR>(row, chunk) * 16);
+                }
+#pragma unroll
+                for (int nj = 0; nj < NI / 2; ++nj) {
+                    const int row = wn * WTN + nj * 16 + ((lane >> 4) << 3) + (lane & 7);
+                    const int chunk = kk * 2 + ((lane >> 3) & 1);
+                    ge_ldsm_x4(bf[2 * nj][0], bf[2 * nj][1], bf[2 * nj + 1][0], bf[2 * nj + 1][1],
+                               sB + ge_swz<CPR>(row, chunk) * 16);
+                }
+#pragma unroll
+                for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                    for (int ni = 0; ni < NI; ++ni) ge_mma<T>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+            }
+        }
+    }
+    ge_cp_async_wait<0>();
+    __syncthreads();  // the pipeline buffers become the output tile
+
+    constexpr int LDC = BN + 8;  // padded: the fragment stores below hit 32 distinct banks
+    T* sC = reinterpret_cast<T*>(ge_smem);
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) {
+        const int c = wn * WTN + ni * 8 + 2 * (lane & 3);
+        const float b0 = bn0 + c < n ? to_f(bias[bn0 + c]) : 0.0f;
+        const float b1 = bn0 + c + 1 < n ? to_f(bias[bn0 + c + 1]) : 0.0f;
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = (WG ? (warp >> 2) * WG_ROWS + mi * 64 + (warp & 3) * 16 : wm * WTM + mi * 16) +
+                              (lane >> 2) + h * 8;
+                const u32 v = ge_pack2<T>(ge_act<ACT>(acc[mi][ni][2 * h] + b0), ge_act<ACT>(acc[mi][ni][2 * h + 1] + b1));
+                *reinterpret_cast<u32*>(&sC[r * LDC + c]) = v;
+            }
+    }
+    __syncthreads();
+
+    constexpr int CCPR = BN / 8;
+    const bool vec = (n & 7) == 0;  // every row of C starts 16-byte aligned (C itself is)
+#pragma unroll 4
+    for (int i = tid; i < BM * CCPR; i += THREADS) {
+        const int r = i / CCPR, c = (i % CCPR) * 8;
+        const int gr = bm0 + r, gc = bn0 + c;
+        if (gr >= m || gc >= n) continue;
+        const T* s = &sC[r * LDC + c];
+        T* d = C + ((size_t)gr * n + gc);
+        if (vec) {
+            *reinterpret_cast<uint4*>(d) = *reinterpret_cast<const uint4*>(s);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+                if (gc + j < n) d[j] = s[j];
+        }
+    }
+}
+
+#define GE_BODY(T, ACT) gemm_bias_act<T, GE_LARGE, ACT>(A, B, bias, C, m, n, k);
+#else
+#define GE_BODY(T, ACT)
+#define GE_NONE 0
+#define GE_GELU_ERF 1
+#define GE_GELU_TANH 2
+#endif
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+#define GE_BODY_WG(T, ACT) gemm_bias_act<T, GE_LARGE_WG, ACT, true>(A, B, bias, C, m, n, k);
+#else
+#define GE_BODY_WG(T, ACT)
+#endif
+
+// The configurations the launcher uses (fused_gemm.rs mirrors the tile sizes, thread counts and shared memory).
+// mma.sync (sm_80+): 128 x 128 x 64, 8 warps (2 x 4, warp tile 64 x 32), 3 stages, 96 KiB: two blocks per SM.
+#define GE_LARGE 128, 128, 64, 2, 4, 3
+// wgmma (sm_90a, the `_wg` entry points; empty elsewhere and never launched there): 128 x 192 x 64, two warpgroups
+// (m64n192k16), 2 stages, 80 KiB + 1 KiB for alignment: two blocks per SM. Fastest of the configurations measured
+// for [4096, 384, 1536] (tools/gemm/README.md).
+#define GE_LARGE_WG 128, 192, 64, 8, 1, 2
+#define GE_ENTRY(SUF, T, ACTNAME, ACT)                                                                          \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                                       \
+        gemm_bias_##ACTNAME##_##SUF(const T* A, const T* B, const T* bias, T* C, int m, int n, int k) {        \
+        GE_BODY(T, ACT)                                                                                          \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                                       \
+        gemm_bias_##ACTNAME##_##SUF##_wg(const T* A, const T* B, const T* bias, T* C, int m, int n, int k) {   \
+        GE_BODY_WG(T, ACT)                                                                                       \
+    }
+#define GE_ENTRIES(SUF, T) \
+    GE_ENTRY(SUF, T, none, GE_NONE) GE_ENTRY(SUF, T, gelu_erf, GE_GELU_ERF) GE_ENTRY(SUF, T, gelu_tanh, GE_GELU_TANH)
+GE_ENTRIES(f16, __half)
+GE_ENTRIES(bf16, __nv_bfloat16)
