@@ -352,8 +352,17 @@ template <typename T> static void run_case(const Case& c) {
 static FILE* g_times = nullptr;
 
 // `mask`: M_NONE or a mask kind of make_mask (the same mask in every timed launch).
+// ATTN_TIME=name,name,...: time only these cases (all when unset).
+static bool selected(const char* name) {
+    const char* sel = std::getenv("ATTN_TIME");
+    if (!sel || !*sel) return true;
+    std::string list = std::string(",") + sel + ",";
+    return list.find(std::string(",") + name + ",") != std::string::npos;
+}
+
 template <typename T>
 static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps, int mask = M_NONE) {
+    if (!selected(name)) return;
     Shape s{b, hh, hh, sl, sl, d, d, 0, 0, 0, 0, 1.f / std::sqrt((float)d), causal};
     HostData h;
     std::vector<T> tq, tk, tv, tm;
