@@ -3,6 +3,8 @@
 // ABI: see notes/ATTENTION_ABI.md. One entry point per dtype:
 //   attention_f32 / attention_f16 / attention_bf16(q, k, v, mask, out, batch, hq, hkv, sq, skv, d, dv,
 //                                                   msb, msh, msq, msk, scale, causal)
+// plus one per tensor-core path, attention_{f16,bf16}_d{32,64,128} with the same parameters (at the end of this
+// file), which the launcher uses: a kernel gets the register count of its hungriest path, so each path has its own.
 // Compiles under NVRTC (no host headers) and nvcc. Standalone check and benchmark: tools/attention/.
 //
 // Two code paths inside each entry point, chosen from (dtype, d, dv, pointer alignment, architecture); the
@@ -11,12 +13,13 @@
 //  * Tensor-core path (f16/bf16, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 4 warps, every warp owns
 //    16 * MT query rows, K/V tiles stream through a 2-stage cp.async pipeline into XOR-swizzled shared memory,
 //    S = Q K^T and O += P V with mma.sync m16n8k16 (ldmatrix fragments, f32 accumulate), online softmax in the
-//    exp2 domain, P kept in registers.
+//    exp2 domain, P kept in registers; the exponentials of a tile share one instruction block with its P V
+//    products, so the MUFU and tensor pipes work together.
 //      d = 32:  MT = 2, BR = 128 query rows per block, BC = 64 keys per tile, Q fragments in registers (loaded
-//               once); the Q tile is staged in the second K/V stage, so shared memory is 16 KiB
-//      d = 64:  MT = 2, BR = 128 query rows per block, BC = 64 keys per tile, Q fragments re-read from shared
-//               memory every tile (keeps the registers at 255); shared memory 48 KiB
-//      d = 128: MT = 2, BR = 128 query rows per block, BC = 32 keys per tile, Q re-read likewise;
+//               once); the Q tile is staged in the second K/V stage, so shared memory is 16 KiB; mask pairs
+//               are loaded before Q K^T
+//      d = 64:  MT = 2, BR = 128, BC = 64, Q fragments in registers, Q staged in the second stage: 32 KiB
+//      d = 128: MT = 2, BR = 128, BC = 32, Q fragments re-read from shared memory every tile;
 //               shared memory 64 KiB (the launcher raises the function's dynamic shared-memory limit)
 //  * Generic FMA path (every dtype, any d/dv): 128 threads, 32 query rows per block, TK keys per tile
 //    (largest of 32/16/8/4 whose shared-memory need fits 48 KiB, else 4 with the limit raised), all math in f32
@@ -39,6 +42,8 @@ namespace mlxn_attn {
 constexpr int NTHREADS = 128;
 
 // Tile shapes of the tensor-core path. Defaults: d = 32 variant 0, d = 64 variant 0, d = 128 variant 1, NSPLIT 1.
+// d = 64 variants: 0 MT=2/BC=64/Q in registers, 1 MT=2/BC=32/Q in registers, 2 MT=1/BC=64, 3 MT=2/BC=64 with Q
+// re-read from shared memory every tile (the default before 2026-11-25).
 // MLXN_ATTN_D32_VARIANT = -1 leaves d = 32 to the generic path (the harness's baseline).
 #ifndef MLXN_ATTN_D32_VARIANT
 #define MLXN_ATTN_D32_VARIANT 0
@@ -62,10 +67,10 @@ constexpr int D64_MT = 1, D64_BC = 64;
 constexpr bool D64_QREG = true;
 #elif MLXN_ATTN_D64_VARIANT == 3
 constexpr int D64_MT = 2, D64_BC = 64;
-constexpr bool D64_QREG = true;
+constexpr bool D64_QREG = false;
 #else
 constexpr int D64_MT = 2, D64_BC = 64;
-constexpr bool D64_QREG = false;
+constexpr bool D64_QREG = true;
 #endif
 #ifndef MLXN_ATTN_NSPLIT
 #define MLXN_ATTN_NSPLIT 1
@@ -86,15 +91,7 @@ constexpr bool D128_QREG = true;
 constexpr int D128_MT = 1, D128_BC = 32;
 constexpr bool D128_QREG = true;
 #endif
-// MLXN_ATTN_PIPE = 1 (default): the software-pipelined loop (attn_mma_pipe); 0: the loop of attn_mma, which also
-// takes MLXN_ATTN_NSPLIT.
-#ifndef MLXN_ATTN_PIPE
-#define MLXN_ATTN_PIPE 0
-#endif
-#ifndef MLXN_ATTN_EXPEMU
-#define MLXN_ATTN_EXPEMU 0
-#endif
-constexpr int EXPEMU = MLXN_ATTN_EXPEMU;
+// MLXN_ATTN_MPRE = 0: d = 32 reads its mask after Q K^T like the other head sizes (the old way).
 #ifndef MLXN_ATTN_MPRE
 #define MLXN_ATTN_MPRE 1
 #endif
@@ -147,18 +144,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
     float y;
     MLXN_ASM_MATH("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
-}
-
-// exp2 on the FMA pipe (Cody-Waite split and a least-squares cubic; relative error 8e-5, far under the rounding of P
-// to f16/bf16), for a share of the exponentials of the tensor-core path (MLXN_ATTN_EXPEMU), where the MUFU pipe
-// (16 results per clock per SM) is busier than the FMA pipe. x <= 0 or -inf; results below 2^-126 come out as
-// about 2^-126 instead of 0, which the epilogue's fully-masked-row check and l >= 1 make harmless.
-__device__ __forceinline__ float emu_exp2(float x) {
-    x = fmaxf(x, -126.f);
-    const float r = x + 12582912.f;   // 1.5 * 2^23: round(x) lands in the low mantissa bits
-    const float fr = x - (r - 12582912.f);   // in [-0.5, 0.5]
-    float p = fmaf(fmaf(fmaf(0.05508868f, fr, 0.24260405f), fr, 0.69327624f), fr, 0.99992894f);
-    return __int_as_float(__float_as_int(p) + (__float_as_int(r) << 23));
 }
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
@@ -435,7 +420,8 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
                         if (mp != nullptr && row < sq) {
                             const T* mr = mp + (long long)row * msq;
                             if (MPRE && mpair && key0 + 1 < skv) {
-                                mv = Conv<T>::to_f2(reinterpret_cast<const T*>(&mpre[MPRE ? mt : 0][MPRE ? nt : 0][hh]));
+                                const unsigned pr = mpre[MPRE ? mt : 0][MPRE ? nt : 0][hh];
+                                mv = Conv<T>::to_f2(reinterpret_cast<const T*>(&pr));
                             } else if (mpair && key0 + 1 < skv) {
                                 mv = Conv<T>::to_f2(mr + key0);
                             } else {
@@ -503,12 +489,8 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
 #pragma unroll
                         for (int half = 0; half < 2; ++half) {
                             const int nt = 2 * kk + half;
-                            const float x0 = fmaf(s[mt][nt][2 * hh], f, mus[mt][hh]);
-                            const float x1 = fmaf(s[mt][nt][2 * hh + 1], f, mus[mt][hh]);
-                            const float p0 = fast_exp2(x0);
-                            // EXPEMU = 1: one exponential in 4 on the FMA pipe; 2: one in 2
-                            const bool emu = EXPEMU >= 2 ? true : EXPEMU == 1 ? ((half ^ hh) & 1) != 0 : false;
-                            const float p1 = emu ? emu_exp2(x1) : fast_exp2(x1);
+                            const float p0 = fast_exp2(fmaf(s[mt][nt][2 * hh], f, mus[mt][hh]));
+                            const float p1 = fast_exp2(fmaf(s[mt][nt][2 * hh + 1], f, mus[mt][hh]));
                             sum[mt][hh] += p0 + p1;
                             pa[mt][half * 2 + hh] = Conv<T>::pack(p0, p1);
                         }
@@ -540,277 +522,7 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
             float l = l_run[mt][hh];
             l += __shfl_xor_sync(0xffffffffu, l, 1);
             l += __shfl_xor_sync(0xffffffffu, l, 2);
-            // a row whose keys were all masked has m = -inf (and l = 0, or tiny with EXPEMU): its output is 0
-            const float inv = l > 0.f && m_run[mt][hh] != neg_inf() ? 1.f / l : 0.f;
-            const int row = wrow0 + mt * 16 + g + hh * 8;
-            if (row < sq) {
-                T* orow = op + (size_t)row * D;
-#pragma unroll
-                for (int nt = 0; nt < DT; ++nt) {
-                    unsigned pk = Conv<T>::pack(o[mt][nt][2 * hh] * inv, o[mt][nt][2 * hh + 1] * inv);
-                    *reinterpret_cast<unsigned*>(orow + nt * 8 + tq * 2) = pk;
-                }
-            }
-        }
-    }
-}
-
-
-// ---------------------------------------------------------------------------------------------------------------
-// tensor-core path, software-pipelined (the default; MLXN_ATTN_PIPE=0 selects attn_mma above)
-//
-// Same tiles, shared memory and results as attn_mma, but the scores of key tile j + 1 (S = Q K^T, tensor cores)
-// are computed in the same instruction block as the softmax of tile j (FP32 and MUFU pipes), so one warp keeps
-// both busy instead of alternating between them. K therefore runs one tile ahead of V: iteration j reads
-// K[j + 1] and V[j] and prefetches K[j + 2] and V[j + 1] into the stages those of the previous iteration freed.
-
-template <typename T, int D, int MT, int BC, bool QREG>
-__device__ __forceinline__ void attn_mma_pipe(const T* __restrict__ q, const T* __restrict__ k,
-                                              const T* __restrict__ v, const T* __restrict__ mask,
-                                              T* __restrict__ out, int hq, int hkv, int sq, int skv, long long msb,
-                                              long long msh, long long msq, long long msk, float scale, int causal,
-                                              unsigned char* smem) {
-    constexpr int BR = 4 * 16 * MT;
-    constexpr int KT = D / 16;   // k-steps of Q K^T
-    constexpr int NT = BC / 8;   // n-tiles of S
-    constexpr int DT = D / 8;    // n-tiles of O
-    constexpr int KP = BC / 16;  // k-steps of P V
-    constexpr bool ALIAS = QREG && (BR == 2 * BC);
-
-    const int tid = threadIdx.x;
-    const int warp = tid >> 5;
-    const int lane = tid & 31;
-    const int g = lane >> 2;
-    const int tq = lane & 3;
-
-    int qb = blockIdx.x;
-    if (causal) qb = gridDim.x - 1 - qb;
-    const int bh = blockIdx.y;
-    const int b = bh / hq;
-    const int h = bh - b * hq;
-    const int hk = h / (hq / hkv);
-    const T* qp = q + (size_t)bh * sq * D;
-    const T* kp = k + ((size_t)b * hkv + hk) * skv * D;
-    const T* vp = v + ((size_t)b * hkv + hk) * skv * D;
-    T* op = out + (size_t)bh * sq * D;
-    const T* mp = mask ? mask + (long long)b * msb + (long long)h * msh : nullptr;
-
-    const int q0 = qb * BR;
-    const int off = skv - sq;
-    int kend = skv;
-    if (causal) kend = min(skv, max(0, q0 + BR + off));
-    const int nkb = (kend + BC - 1) / BC;
-    const bool mpair = mp != nullptr && msk == 1 && (msq & 1) == 0 &&
-                       (reinterpret_cast<unsigned long long>(mp) & 3ull) == 0;
-
-    T* sQ = reinterpret_cast<T*>(smem);
-    T* sK0 = ALIAS ? sQ : sQ + BR * D;
-    T* sV0 = sK0 + BC * D;
-    T* sK1 = sV0 + BC * D;
-    T* sV1 = sK1 + BC * D;
-    if (ALIAS) sQ = sK1;   // Q passes through stage 1 (K1 and V1) before K[1] is loaded there
-
-    load_tile<T, D, BR>(sQ, qp, q0, sq, tid);
-    load_tile<T, D, BC>(sK0, kp, 0, skv, tid);
-    load_tile<T, D, BC>(sV0, vp, 0, skv, tid);
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncthreads();
-
-    unsigned qf[MT][QREG ? KT : 1][4];
-    if (QREG) {
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int kk = 0; kk < KT; ++kk) {
-                int row = warp * 16 * MT + mt * 16 + (lane & 15);
-                ldsm_x4(qf[mt][QREG ? kk : 0], smem_u32(sQ + swz<D>(row, kk * 2 + (lane >> 4))));
-            }
-        if (ALIAS) __syncthreads();
-    }
-    load_tile<T, D, BC>(sK1, kp, BC, skv, tid);
-    cp_async_commit();
-
-    // S = Q K^T for the key tile in sK
-    auto qk = [&](float (&s)[MT][NT][4], const T* sK) {
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int c = 0; c < 4; ++c) s[mt][nt][c] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < KT; ++kk) {
-            const int qk_ = QREG ? kk : 0;
-            if (!QREG) {
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    int row = warp * 16 * MT + mt * 16 + (lane & 15);
-                    ldsm_x4(qf[mt][0], smem_u32(sQ + swz<D>(row, kk * 2 + (lane >> 4))));
-                }
-            }
-#pragma unroll
-            for (int np = 0; np < KP; ++np) {
-                unsigned kf[4];
-                int key = np * 16 + (lane & 7) + ((lane >> 4) << 3);
-                ldsm_x4(kf, smem_u32(sK + swz<D>(key, kk * 2 + ((lane >> 3) & 1))));
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    Mma<T>::run(s[mt][2 * np], qf[mt][qk_], kf[0], kf[1]);
-                    Mma<T>::run(s[mt][2 * np + 1], qf[mt][qk_], kf[2], kf[3]);
-                }
-            }
-        }
-    };
-
-    float o[MT][DT][4];
-    float m_run[MT][2], l_run[MT][2];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-        for (int nt = 0; nt < DT; ++nt)
-#pragma unroll
-            for (int c = 0; c < 4; ++c) o[mt][nt][c] = 0.f;
-        m_run[mt][0] = m_run[mt][1] = neg_inf();
-        l_run[mt][0] = l_run[mt][1] = 0.f;
-    }
-    const float sl2 = scale * LOG2E;
-    const int wrow0 = q0 + warp * 16 * MT;
-
-    // One key tile: sc holds S of tile j (raw Q K^T), sn receives S of tile j + 1 when `next`.
-    auto step = [&](int j, float (&sc)[MT][NT][4], float (&sn)[MT][NT][4], bool next) {
-        const int buf = j & 1;
-        // K[j + 1] and V[j] have landed for every thread, and every warp has finished iteration j - 1, whose
-        // V[j - 1] and K[j] stages are refilled next: one barrier per tile.
-        cp_async_wait<0>();
-        __syncthreads();
-        if (j + 1 < nkb) load_tile<T, D, BC>(buf ? sV0 : sV1, vp, (j + 1) * BC, skv, tid);
-        if (j + 2 < nkb) load_tile<T, D, BC>(buf ? sK1 : sK0, kp, (j + 2) * BC, skv, tid);
-        cp_async_commit();
-
-        // Into the log2 domain: x = s * f (+ mask * log2 e); see attn_mma.
-        const int kbase = j * BC;
-        const bool edge = (kbase + BC > skv) || (causal && kbase + BC - 1 > wrow0 + off);
-        float f = sl2;
-        if (mp != nullptr || edge || !(sl2 > 0.f)) {
-            f = 1.f;
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                    for (int hh = 0; hh < 2; ++hh) {
-                        const int row = wrow0 + mt * 16 + g + hh * 8;
-                        const int key0 = kbase + nt * 8 + tq * 2;
-                        float2 mv = make_float2(0.f, 0.f);
-                        if (mp != nullptr && row < sq) {
-                            const T* mr = mp + (long long)row * msq;
-                            if (mpair && key0 + 1 < skv) {
-                                mv = Conv<T>::to_f2(mr + key0);
-                            } else {
-                                if (key0 < skv) mv.x = Conv<T>::to_f(mr[(long long)key0 * msk]);
-                                if (key0 + 1 < skv) mv.y = Conv<T>::to_f(mr[(long long)(key0 + 1) * msk]);
-                            }
-                        }
-#pragma unroll
-                        for (int e = 0; e < 2; ++e) {
-                            const int key = key0 + e;
-                            const bool dead = key >= skv || (causal && key > row + off) || row >= sq;
-                            const float x = fmaf(e ? mv.y : mv.x, LOG2E, sc[mt][nt][2 * hh + e] * sl2);
-                            sc[mt][nt][2 * hh + e] = dead ? neg_inf() : x;
-                        }
-                    }
-        }
-
-        // The next tile's scores: independent of the softmax below, so their mma can issue between its
-        // FP32 / MUFU instructions.
-        if (next) qk(sn, buf ? sK0 : sK1);   // `next` is a literal at every (inlined) call
-
-        // online softmax (f > 0, so max(raw) * f is the max of x); P packed to T as it is computed
-        float alpha[MT][2];
-        bool rescale = false;
-        unsigned pa[MT][KP][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                float mx = fmaxf(sc[mt][0][2 * hh], sc[mt][0][2 * hh + 1]);
-#pragma unroll
-                for (int nt = 1; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(sc[mt][nt][2 * hh], sc[mt][nt][2 * hh + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                mx = fmaxf(m_run[mt][hh], mx * f);
-                const float mu = mx == neg_inf() ? 0.f : mx;
-                alpha[mt][hh] = fast_exp2(m_run[mt][hh] - mu);
-                rescale |= alpha[mt][hh] != 1.f;
-                m_run[mt][hh] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
-                    const float p0 = fast_exp2(fmaf(sc[mt][nt][2 * hh], f, -mu));
-                    const float p1 = fast_exp2(fmaf(sc[mt][nt][2 * hh + 1], f, -mu));
-                    sum += p0 + p1;
-                    // A fragment of P V: regs 0/1 hold rows g / g + 8 of keys 0-7 of the 16-key step, 2/3 keys 8-15
-                    pa[mt][nt >> 1][(nt & 1) * 2 + hh] = Conv<T>::pack(p0, p1);
-                }
-                l_run[mt][hh] = l_run[mt][hh] * alpha[mt][hh] + sum;
-            }
-        }
-        // Once the running maxima settle, most tiles leave every alpha at 1: skip the O rescale then.
-        if (__any_sync(0xffffffffu, rescale)) {
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < DT; ++nt) {
-                    o[mt][nt][0] *= alpha[mt][0];
-                    o[mt][nt][1] *= alpha[mt][0];
-                    o[mt][nt][2] *= alpha[mt][1];
-                    o[mt][nt][3] *= alpha[mt][1];
-                }
-        }
-
-        // O += P V[j]
-        const T* sV = buf ? sV1 : sV0;
-#pragma unroll
-        for (int kk = 0; kk < KP; ++kk) {
-#pragma unroll
-            for (int dp = 0; dp < DT / 2; ++dp) {
-                unsigned vf[4];
-                int key = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
-                ldsm_x4_t(vf, smem_u32(sV + swz<D>(key, dp * 2 + (lane >> 4))));
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    Mma<T>::run(o[mt][2 * dp], pa[mt][kk], vf[0], vf[1]);
-                    Mma<T>::run(o[mt][2 * dp + 1], pa[mt][kk], vf[2], vf[3]);
-                }
-            }
-        }
-    };
-
-    float sa[MT][NT][4], sb[MT][NT][4];
-    qk(sa, sK0);
-    int j = 0;
-    for (; j + 2 < nkb; j += 2) {
-        step(j, sa, sb, true);
-        step(j + 1, sb, sa, true);
-    }
-    if (j + 1 < nkb) {
-        step(j, sa, sb, true);
-        step(j + 1, sb, sa, false);
-    } else if (j < nkb) {
-        step(j, sa, sb, false);
-    }
-    cp_async_wait<0>();
-
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-            float l = l_run[mt][hh];
-            l += __shfl_xor_sync(0xffffffffu, l, 1);
-            l += __shfl_xor_sync(0xffffffffu, l, 2);
-            // a row whose keys were all masked has m = -inf (and l = 0, or tiny with EXPEMU): its output is 0
-            const float inv = l > 0.f && m_run[mt][hh] != neg_inf() ? 1.f / l : 0.f;
+            const float inv = l > 0.f ? 1.f / l : 0.f;
             const int row = wrow0 + mt * 16 + g + hh * 8;
             if (row < sq) {
                 T* orow = op + (size_t)row * D;
@@ -991,15 +703,6 @@ __device__ __forceinline__ bool aligned16(const void* a, const void* b, const vo
             15ull) == 0;
 }
 
-// The tensor-core path of one head size: pipelined (default) or the original loop (MLXN_ATTN_PIPE=0).
-#if MLXN_ATTN_PIPE
-#define MLXN_ATTN_MMA(D, MT, BC, QREG, NS)                                                                     \
-    attn_mma_pipe<T, D, MT, BC, QREG>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal, smem)
-#else
-#define MLXN_ATTN_MMA(D, MT, BC, QREG, NS)                                                                     \
-    attn_mma<T, D, MT, BC, QREG, NS>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal, smem)
-#endif
-
 template <typename T>
 __device__ __forceinline__ void attn_half_entry(const T* q, const T* k, const T* v, const T* mask, T* out, int hq,
                                                 int hkv, int sq, int skv, int d, int dv, long long msb, long long msh,
@@ -1009,16 +712,19 @@ __device__ __forceinline__ void attn_half_entry(const T* q, const T* k, const T*
     if (d == dv && aligned16(q, k, v)) {
 #if MLXN_ATTN_D32_VARIANT >= 0
         if (d == 32) {
-            MLXN_ATTN_MMA(32, D32_MT, D32_BC, D32_QREG, NSPLIT32);
+            attn_mma<T, 32, D32_MT, D32_BC, D32_QREG, NSPLIT32>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq,
+                                                                 msk, scale, causal, smem);
             return;
         }
 #endif
         if (d == 64) {
-            MLXN_ATTN_MMA(64, D64_MT, D64_BC, D64_QREG, NSPLIT);
+            attn_mma<T, 64, D64_MT, D64_BC, D64_QREG, NSPLIT>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq,
+                                                               msk, scale, causal, smem);
             return;
         }
         if (d == 128) {
-            MLXN_ATTN_MMA(128, D128_MT, D128_BC, D128_QREG, NSPLIT128);
+            attn_mma<T, 128, D128_MT, D128_BC, D128_QREG, NSPLIT128>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh,
+                                                                      msq, msk, scale, causal, smem);
             return;
         }
     }
@@ -1056,3 +762,29 @@ extern "C" __global__ void __launch_bounds__(128)
     mlxn_attn::attn_half_entry<__nv_bfloat16>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk,
                                               scale, causal);
 }
+
+// Tensor-core entry points, one per (dtype, head size), with the ABI's parameters: for d == dv == D, q/k/v 16-byte
+// aligned, sm_80+, launched with the tensor-core geometry of the launcher's `plan`.
+#if MLXN_ATTN_TC
+#define MLXN_ATTN_TC_ENTRY(NAME, T, D, MT, BC, QREG, NS)                                                       \
+    extern "C" __global__ void __launch_bounds__(128)                                                         \
+        NAME(const T* q, const T* k, const T* v, const T* mask, T* out, int batch, int hq, int hkv, int sq,     \
+             int skv, int d, int dv, long long msb, long long msh, long long msq, long long msk, float scale,   \
+             int causal) {                                                                                     \
+        extern __shared__ __align__(16) unsigned char smem_tc[];                                               \
+        (void)batch;                                                                                           \
+        (void)d;                                                                                               \
+        (void)dv;                                                                                              \
+        mlxn_attn::attn_mma<T, D, MT, BC, QREG, NS>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk,  \
+                                                    scale, causal, smem_tc);                                   \
+    }
+#define MLXN_ATTN_TC_ENTRIES(SUF, T)                                                                           \
+    MLXN_ATTN_TC_ENTRY(attention_##SUF##_d32, T, 32, mlxn_attn::D32_MT, mlxn_attn::D32_BC, mlxn_attn::D32_QREG, \
+                       mlxn_attn::NSPLIT32)                                                                    \
+    MLXN_ATTN_TC_ENTRY(attention_##SUF##_d64, T, 64, mlxn_attn::D64_MT, mlxn_attn::D64_BC, mlxn_attn::D64_QREG, \
+                       mlxn_attn::NSPLIT)                                                                      \
+    MLXN_ATTN_TC_ENTRY(attention_##SUF##_d128, T, 128, mlxn_attn::D128_MT, mlxn_attn::D128_BC,                 \
+                       mlxn_attn::D128_QREG, mlxn_attn::NSPLIT128)
+MLXN_ATTN_TC_ENTRIES(f16, __half)
+MLXN_ATTN_TC_ENTRIES(bf16, __nv_bfloat16)
+#endif
