@@ -106,15 +106,33 @@ static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool ali
     return g;
 }
 
+// The kernel the launcher picks: the dtype's entry point for the generic path, the path's own for tensor cores
+// (a kernel source older than those entry points, as ATTN_SRC for a baseline, has only the dtype's).
+#ifndef MLXN_ATTN_TC_ENTRY
+#define attention_f16_d32 attention_f16
+#define attention_f16_d64 attention_f16
+#define attention_f16_d128 attention_f16
+#define attention_bf16_d32 attention_bf16
+#define attention_bf16_d64 attention_bf16
+#define attention_bf16_d128 attention_bf16
+#endif
 template <typename T> struct Kern;
 template <> struct Kern<float> {
-    static constexpr auto fn = attention_f32;
+    static auto fn(const Geo&) { return attention_f32; }
 };
 template <> struct Kern<__half> {
-    static constexpr auto fn = attention_f16;
+    static auto fn(const Geo& g) {
+        const std::string p = g.path;
+        return p == "mma32" ? attention_f16_d32 : p == "mma64" ? attention_f16_d64
+                                              : p == "mma128" ? attention_f16_d128 : attention_f16;
+    }
 };
 template <> struct Kern<__nv_bfloat16> {
-    static constexpr auto fn = attention_bf16;
+    static auto fn(const Geo& g) {
+        const std::string p = g.path;
+        return p == "mma32" ? attention_bf16_d32 : p == "mma64" ? attention_bf16_d64
+                                               : p == "mma128" ? attention_bf16_d128 : attention_bf16;
+    }
 };
 
 struct Shape {
@@ -130,10 +148,10 @@ static Geo launch(const Shape& s, const T* q, const T* k, const T* v, const T* m
                15) == 0;
     Geo g = geometry(HT<T>::dt, s.b, s.hq, s.sq, s.d, s.dv, al);
     if (g.gx == 0 || g.gy == 0) return g;
-    if (g.smem > 48 * 1024)
-        CK(cudaFuncSetAttribute(Kern<T>::fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g.smem));
-    Kern<T>::fn<<<dim3(g.gx, g.gy), g.block, g.smem>>>(q, k, v, mask, out, s.b, s.hq, s.hkv, s.sq, s.skv, s.d,
-                                                       s.dv, s.msb, s.msh, s.msq, s.msk, s.scale, s.causal);
+    auto fn = Kern<T>::fn(g);
+    if (g.smem > 48 * 1024) CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g.smem));
+    fn<<<dim3(g.gx, g.gy), g.block, g.smem>>>(q, k, v, mask, out, s.b, s.hq, s.hkv, s.sq, s.skv, s.d, s.dv, s.msb,
+                                              s.msh, s.msq, s.msk, s.scale, s.causal);
     CK(cudaGetLastError());
     return g;
 }
@@ -352,8 +370,17 @@ template <typename T> static void run_case(const Case& c) {
 static FILE* g_times = nullptr;
 
 // `mask`: M_NONE or a mask kind of make_mask (the same mask in every timed launch).
+// ATTN_TIME=name,name,...: time only these cases (all when unset).
+static bool selected(const char* name) {
+    const char* sel = std::getenv("ATTN_TIME");
+    if (!sel || !*sel) return true;
+    std::string list = std::string(",") + sel + ",";
+    return list.find(std::string(",") + name + ",") != std::string::npos;
+}
+
 template <typename T>
 static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps, int mask = M_NONE) {
+    if (!selected(name)) return;
     Shape s{b, hh, hh, sl, sl, d, d, 0, 0, 0, 0, 1.f / std::sqrt((float)d), causal};
     HostData h;
     std::vector<T> tq, tk, tv, tm;
