@@ -129,25 +129,36 @@ static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool ali
     return g;
 }
 
+// The kernel the launcher picks: the dtype's entry point for the generic path, the path's own for tensor cores
+// (a kernel source older than those entry points, as ATTN_SRC for a baseline, has only the dtype's).
+#ifndef MLXN_ATTN_TC_ENTRY
+#define attention_f16_d32 attention_f16
+#define attention_f16_d64 attention_f16
+#define attention_f16_d128 attention_f16
+#define attention_bf16_d32 attention_bf16
+#define attention_bf16_d64 attention_bf16
+#define attention_bf16_d128 attention_bf16
+#endif
 template <typename T> struct Kern;
 template <> struct Kern<float> {
-    static constexpr auto fn = attention_f32;
-};
-using KernFn = decltype(&attention_f32);
-template <typename T> static auto kernel_for(const Geo& g) {
-    if constexpr (std::is_same_v<T, float>) {
-        KernFn f = g.f32d == 32 ? attention_f32_d32 : g.f32d == 64 ? attention_f32_d64
-                 : g.f32d == 128 ? attention_f32_d128 : attention_f32;
-        return f;
-    } else {
-        return Kern<T>::fn;
+    static auto fn(const Geo& g) {
+        return g.f32d == 32 ? attention_f32_d32 : g.f32d == 64 ? attention_f32_d64
+                                               : g.f32d == 128 ? attention_f32_d128 : attention_f32;
     }
-}
+};
 template <> struct Kern<__half> {
-    static constexpr auto fn = attention_f16;
+    static auto fn(const Geo& g) {
+        const std::string p = g.path;
+        return p == "mma32" ? attention_f16_d32 : p == "mma64" ? attention_f16_d64
+                                              : p == "mma128" ? attention_f16_d128 : attention_f16;
+    }
 };
 template <> struct Kern<__nv_bfloat16> {
-    static constexpr auto fn = attention_bf16;
+    static auto fn(const Geo& g) {
+        const std::string p = g.path;
+        return p == "mma32" ? attention_bf16_d32 : p == "mma64" ? attention_bf16_d64
+                                               : p == "mma128" ? attention_bf16_d128 : attention_bf16;
+    }
 };
 
 struct Shape {
@@ -163,10 +174,10 @@ static Geo launch(const Shape& s, const T* q, const T* k, const T* v, const T* m
                15) == 0;
     Geo g = geometry(HT<T>::dt, s.b, s.hq, s.sq, s.d, s.dv, al);
     if (g.gx == 0 || g.gy == 0) return g;
-    auto fn = kernel_for<T>(g);
+    auto fn = Kern<T>::fn(g);
     if (g.smem > 48 * 1024) CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g.smem));
-    fn<<<dim3(g.gx, g.gy), g.block, g.smem>>>(q, k, v, mask, out, s.b, s.hq, s.hkv, s.sq, s.skv, s.d,
-                                                       s.dv, s.msb, s.msh, s.msq, s.msk, s.scale, s.causal);
+    fn<<<dim3(g.gx, g.gy), g.block, g.smem>>>(q, k, v, mask, out, s.b, s.hq, s.hkv, s.sq, s.skv, s.d, s.dv, s.msb,
+                                              s.msh, s.msq, s.msk, s.scale, s.causal);
     CK(cudaGetLastError());
     return g;
 }
@@ -385,8 +396,17 @@ template <typename T> static void run_case(const Case& c) {
 static FILE* g_times = nullptr;
 
 // `mask`: M_NONE or a mask kind of make_mask (the same mask in every timed launch).
+// ATTN_TIME=name,name,...: time only these cases (all when unset).
+static bool selected(const char* name) {
+    const char* sel = std::getenv("ATTN_TIME");
+    if (!sel || !*sel) return true;
+    std::string list = std::string(",") + sel + ",";
+    return list.find(std::string(",") + name + ",") != std::string::npos;
+}
+
 template <typename T>
 static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps, int mask = M_NONE) {
+    if (!selected(name)) return;
     Shape s{b, hh, hh, sl, sl, d, d, 0, 0, 0, 0, 1.f / std::sqrt((float)d), causal};
     HostData h;
     std::vector<T> tq, tk, tv, tm;

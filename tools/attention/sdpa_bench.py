@@ -3,7 +3,8 @@ and prints ratios against the harness's attn_times.txt (speed ratio = torch_ms /
 
 CUDA events, warm-up, median of repetitions. Each backend is also timed on its own where it accepts the case.
 `python3 sdpa_bench.py f32` times only the cases whose name starts with "f32". Cases with mask=True pass an additive
-[b, 1, 1, s] mask (values in [-2, 0], 10 % -inf), as harness.cu does."""
+[b, 1, 1, s] mask (values in [-2, 0], 10 % -inf), as harness.cu does.
+ATTN_TIME=name,name,... restricts the run to those cases, like harness.cu."""
 import os
 import statistics
 import sys
@@ -70,8 +71,9 @@ def main():
             name, ms = line.split()
             ours[name] = float(ms)
     rows = []
+    sel = os.environ.get("ATTN_TIME")  # name,name,...: only these cases (as harness.cu)
     for name, dt, b, h, s, d, causal, masked in CASES:
-        if not name.startswith(only):
+        if not name.startswith(only) or (sel and name not in sel.split(",")):
             continue
         q, k, v = (torch.rand(b, h, s, d, device="cuda", dtype=dt) * 2 - 1 for _ in range(3))
         mask = None

@@ -3,11 +3,12 @@
 //! The kernel picks its code path inside, from the dtype, the head sizes, the pointers' alignment and the
 //! architecture; [`plan`] makes the same choice here to size the grid and the dynamic shared memory:
 //! - tensor cores (f16/bf16, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 128 query rows per
-//!   block, 16 KiB (d = 32), 48 KiB (d = 64) or 64 KiB (d = 128) of shared memory;
+//!   block, 16 KiB (d = 32), 32 KiB (d = 64) or 64 KiB (d = 128) of shared memory; launched through the kernel's
+//!   entry point of that path, `attention_<dtype>_d<d>`, so each path gets its own register allocation;
 //! - register-tiled f32 path (f32, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): exact FP32 FMA
-//!   flash attention with its own entry point per head size (`attention_f32_d32`/`_d64`/`_d128`, so each gets its
-//!   own register allocation); 128 (d = 32) or 64 query rows per block, 32 keys per tile, 51 KiB (d = 32), 59 KiB
-//!   (d = 64) or 107 KiB (d = 128) of shared memory (see [`f32_tile`]);
+//!   flash attention, likewise through its own entry point per head size (`attention_f32_d32`/`_d64`/`_d128`);
+//!   128 (d = 32) or 64 query rows per block, 32 keys per tile, 51 KiB (d = 32), 59 KiB (d = 64) or 107 KiB
+//!   (d = 128) of shared memory (see [`f32_tile`]);
 //! - generic FMA path (everything else): 32 query rows per block, shared memory from the head sizes.
 //!
 //! Grid: (query blocks, batch × query heads); 128 threads per block. The standalone check and benchmark of the
@@ -63,9 +64,8 @@ fn generic_tk(d: usize, dv: usize) -> usize {
 /// tile is staged in the second K/V stage instead of memory of its own). `None`: the kernel has no such path.
 fn tensor_core_tile(d: usize) -> Option<(usize, usize, bool)> {
     match d {
-        // Q fragments live in registers, so the Q tile (128 x 32) only passes through the second stage.
-        32 => Some((128, 64, true)),
-        64 => Some((128, 64, false)),
+        // Q fragments live in registers, so the Q tile (128 x d) only passes through the second stage.
+        32 | 64 => Some((128, 64, true)),
         128 => Some((128, 32, false)),
         _ => None,
     }
@@ -164,11 +164,13 @@ pub(crate) fn launch(dev: &CudaBackend, call: &OpCall<'_>, inputs: &[&CudaBuffer
         });
     }
 
-    let entry = match f32_tiled(q.dtype, d, dv, aligned16, info.compute_capability.0) {
-        Some(_) => format!("attention_f32_d{d}"),
-        None => format!("attention_{}", suffix(q.dtype)?),
+    // Tensor-core and f32 tiled paths have an entry point per head size; the generic path one per dtype.
+    let name = if p.tensor_cores || f32_tiled(q.dtype, d, dv, aligned16, info.compute_capability.0).is_some() {
+        format!("attention_{}_d{d}", suffix(q.dtype)?)
+    } else {
+        format!("attention_{}", suffix(q.dtype)?)
     };
-    let f = dev.kernels.function(&SOURCE, &entry)?;
+    let f = dev.kernels.function(&SOURCE, &name)?;
     if p.shared > DEFAULT_SHARED {
         f.set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared as i32)
             .map_err(super::launch_err("attention (shared-memory limit)"))?;
@@ -201,7 +203,7 @@ mod tests {
     #[test]
     fn plan_picks_tensor_cores_only_where_the_kernel_does() {
         let p = plan(DType::BF16, 64, 64, true, 9);
-        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 48 * 1024 });
+        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 32 * 1024 });
         let p = plan(DType::F16, 128, 128, true, 8);
         assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 64 * 1024 });
         for dt in [DType::F16, DType::BF16] {

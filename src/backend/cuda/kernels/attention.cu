@@ -3,6 +3,8 @@
 // ABI: see notes/ATTENTION_ABI.md. One entry point per dtype:
 //   attention_f32 / attention_f16 / attention_bf16(q, k, v, mask, out, batch, hq, hkv, sq, skv, d, dv,
 //                                                   msb, msh, msq, msk, scale, causal)
+// plus one per tensor-core path, attention_{f16,bf16}_d{32,64,128} with the same parameters (at the end of this
+// file), which the launcher uses: a kernel gets the register count of its hungriest path, so each path has its own.
 // Compiles under NVRTC (no host headers) and nvcc. Standalone check and benchmark: tools/attention/.
 //
 // Two code paths inside each entry point, chosen from (dtype, d, dv, pointer alignment, architecture); the
@@ -11,12 +13,13 @@
 //  * Tensor-core path (f16/bf16, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 4 warps, every warp owns
 //    16 * MT query rows, K/V tiles stream through a 2-stage cp.async pipeline into XOR-swizzled shared memory,
 //    S = Q K^T and O += P V with mma.sync m16n8k16 (ldmatrix fragments, f32 accumulate), online softmax in the
-//    exp2 domain, P kept in registers.
+//    exp2 domain, P kept in registers; the exponentials of a tile share one instruction block with its P V
+//    products, so the MUFU and tensor pipes work together.
 //      d = 32:  MT = 2, BR = 128 query rows per block, BC = 64 keys per tile, Q fragments in registers (loaded
-//               once); the Q tile is staged in the second K/V stage, so shared memory is 16 KiB
-//      d = 64:  MT = 2, BR = 128 query rows per block, BC = 64 keys per tile, Q fragments re-read from shared
-//               memory every tile (keeps the registers at 255); shared memory 48 KiB
-//      d = 128: MT = 2, BR = 128 query rows per block, BC = 32 keys per tile, Q re-read likewise;
+//               once); the Q tile is staged in the second K/V stage, so shared memory is 16 KiB; mask pairs
+//               are loaded before Q K^T
+//      d = 64:  MT = 2, BR = 128, BC = 64, Q fragments in registers, Q staged in the second stage: 32 KiB
+//      d = 128: MT = 2, BR = 128, BC = 32, Q fragments re-read from shared memory every tile;
 //               shared memory 64 KiB (the launcher raises the function's dynamic shared-memory limit)
 //  * Generic FMA path (every dtype, any d/dv): 128 threads, 32 query rows per block, TK keys per tile
 //    (largest of 32/16/8/4 whose shared-memory need fits 48 KiB, else 4 with the limit raised), all math in f32
@@ -43,6 +46,8 @@ namespace mlxn_attn {
 constexpr int NTHREADS = 128;
 
 // Tile shapes of the tensor-core path. Defaults: d = 32 variant 0, d = 64 variant 0, d = 128 variant 1, NSPLIT 1.
+// d = 64 variants: 0 MT=2/BC=64/Q in registers, 1 MT=2/BC=32/Q in registers, 2 MT=1/BC=64, 3 MT=2/BC=64 with Q
+// re-read from shared memory every tile (the default before 2026-11-25).
 // MLXN_ATTN_D32_VARIANT = -1 leaves d = 32 to the generic path (the harness's baseline).
 #ifndef MLXN_ATTN_D32_VARIANT
 #define MLXN_ATTN_D32_VARIANT 0
@@ -64,9 +69,12 @@ constexpr bool D64_QREG = true;
 #elif MLXN_ATTN_D64_VARIANT == 2
 constexpr int D64_MT = 1, D64_BC = 64;
 constexpr bool D64_QREG = true;
-#else
+#elif MLXN_ATTN_D64_VARIANT == 3
 constexpr int D64_MT = 2, D64_BC = 64;
 constexpr bool D64_QREG = false;
+#else
+constexpr int D64_MT = 2, D64_BC = 64;
+constexpr bool D64_QREG = true;
 #endif
 #ifndef MLXN_ATTN_NSPLIT
 #define MLXN_ATTN_NSPLIT 1
@@ -86,6 +94,10 @@ constexpr bool D128_QREG = true;
 #else
 constexpr int D128_MT = 1, D128_BC = 32;
 constexpr bool D128_QREG = true;
+#endif
+// MLXN_ATTN_MPRE = 0: d = 32 reads its mask after Q K^T like the other head sizes (the old way).
+#ifndef MLXN_ATTN_MPRE
+#define MLXN_ATTN_MPRE 1
 #endif
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr int GEN_ROWS = 32;
@@ -255,6 +267,7 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
     static_assert(NP_ST >= 1 && NP_ST * 16 * NSPLIT == BC, "sub-tiles must be whole 16-key steps");
     // Q aliases stage 1 when its fragments live in registers and it is exactly one K+V stage in size.
     constexpr bool ALIAS = QREG && (BR == 2 * BC);
+    constexpr bool MPRE = D == 32 && MLXN_ATTN_MPRE;   // mask pairs prefetched into registers (see below)
 
     const int tid = threadIdx.x;
     const int warp = tid >> 5;
@@ -339,6 +352,25 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
         }
         cp_async_commit();
 
+        // d = 32 (MPRE): the tile's mask pairs are loaded before Q K^T, so their global latency overlaps it.
+        const int kbase = j * BC;
+        unsigned mpre[MPRE ? MT : 1][MPRE ? NT : 1][2];
+        if (MPRE && mpair) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int hh = 0; hh < 2; ++hh) {
+                        const int row = wrow0 + mt * 16 + g + hh * 8;
+                        const int key0 = kbase + nt * 8 + tq * 2;
+                        mpre[MPRE ? mt : 0][MPRE ? nt : 0][hh] =
+                            row < sq && key0 + 1 < skv
+                                ? *reinterpret_cast<const unsigned*>(mp + (long long)row * msq + key0)
+                                : 0u;
+                    }
+        }
+
         // S = Q K^T, sub-tile by sub-tile (NSPLIT sub-tiles of BC / NSPLIT keys), so that the softmax of one
         // sub-tile can issue while the tensor cores still work on the next one's products.
         float s[MT][NT][4];
@@ -376,7 +408,6 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
 
         // Into the log2 domain: x = s * f (+ mask * log2 e). Interior tiles with a positive scale keep the raw
         // scores (f = sl2 is applied inside the exp2's FFMA); masked or edge tiles are scaled here (f = 1).
-        const int kbase = j * BC;
         const bool edge = (kbase + BC > skv) || (causal && kbase + BC - 1 > wrow0 + off);
         float f = sl2;
         if (mp != nullptr || edge || !(sl2 > 0.f)) {
@@ -392,7 +423,10 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
                         float2 mv = make_float2(0.f, 0.f);
                         if (mp != nullptr && row < sq) {
                             const T* mr = mp + (long long)row * msq;
-                            if (mpair && key0 + 1 < skv) {
+                            if (MPRE && mpair && key0 + 1 < skv) {
+                                const unsigned pr = mpre[MPRE ? mt : 0][MPRE ? nt : 0][hh];
+                                mv = Conv<T>::to_f2(reinterpret_cast<const T*>(&pr));
+                            } else if (mpair && key0 + 1 < skv) {
                                 mv = Conv<T>::to_f2(mr + key0);
                             } else {
                                 if (key0 < skv) mv.x = Conv<T>::to_f(mr[(long long)key0 * msk]);
@@ -411,16 +445,18 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
 
 #pragma unroll
         for (int st = 0; st < NSPLIT; ++st) {
-            // online softmax over this sub-tile's keys (f > 0, so max(raw) * f is the max of x)
-            float alpha[MT][2];
+            // online softmax over this sub-tile's keys (f > 0, so max(raw) * f is the max of x): the running
+            // maxima and the O rescale first, so that the exponentials below share one instruction block with
+            // the P V products (MUFU and tensor pipes busy together).
+            float alpha[MT][2], mus[MT][2], sum[MT][2];
             bool rescale = false;
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
                 for (int hh = 0; hh < 2; ++hh) {
-                    float mx = neg_inf();
+                    float mx = fmaxf(s[mt][st * NT_ST][2 * hh], s[mt][st * NT_ST][2 * hh + 1]);
 #pragma unroll
-                    for (int nt = st * NT_ST; nt < (st + 1) * NT_ST; ++nt)
+                    for (int nt = st * NT_ST + 1; nt < (st + 1) * NT_ST; ++nt)
                         mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -429,16 +465,8 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
                     alpha[mt][hh] = fast_exp2(m_run[mt][hh] - mu);
                     rescale |= alpha[mt][hh] != 1.f;
                     m_run[mt][hh] = mx;
-                    float sum = 0.f;
-#pragma unroll
-                    for (int nt = st * NT_ST; nt < (st + 1) * NT_ST; ++nt) {
-                        float p0 = fast_exp2(fmaf(s[mt][nt][2 * hh], f, -mu));
-                        float p1 = fast_exp2(fmaf(s[mt][nt][2 * hh + 1], f, -mu));
-                        s[mt][nt][2 * hh] = p0;
-                        s[mt][nt][2 * hh + 1] = p1;
-                        sum += p0 + p1;
-                    }
-                    l_run[mt][hh] = l_run[mt][hh] * alpha[mt][hh] + sum;
+                    mus[mt][hh] = -mu;
+                    sum[mt][hh] = 0.f;
                 }
             }
             // Once the running maxima settle, most sub-tiles leave every alpha at 1: skip the O rescale then.
@@ -454,17 +482,22 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
                     }
             }
 
-            // O += P V over this sub-tile's keys
+            // P = exp2(x - m), packed to T, and O += P V over this sub-tile's keys, 16 keys at a time
 #pragma unroll
             for (int kk = st * NP_ST; kk < (st + 1) * NP_ST; ++kk) {
                 unsigned pa[MT][4];
 #pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    pa[mt][0] = Conv<T>::pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                    pa[mt][1] = Conv<T>::pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                    pa[mt][2] = Conv<T>::pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                    pa[mt][3] = Conv<T>::pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-                }
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+                        for (int half = 0; half < 2; ++half) {
+                            const int nt = 2 * kk + half;
+                            const float p0 = fast_exp2(fmaf(s[mt][nt][2 * hh], f, mus[mt][hh]));
+                            const float p1 = fast_exp2(fmaf(s[mt][nt][2 * hh + 1], f, mus[mt][hh]));
+                            sum[mt][hh] += p0 + p1;
+                            pa[mt][half * 2 + hh] = Conv<T>::pack(p0, p1);
+                        }
 #pragma unroll
                 for (int dp = 0; dp < DT / 2; ++dp) {
                     unsigned vf[4];
@@ -477,6 +510,10 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
                     }
                 }
             }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int hh = 0; hh < 2; ++hh) l_run[mt][hh] = l_run[mt][hh] * alpha[mt][hh] + sum[mt][hh];
         }
     }
     cp_async_wait<0>();
@@ -1113,3 +1150,29 @@ extern "C" __global__ void __launch_bounds__(128)
     mlxn_attn::attn_half_entry<__nv_bfloat16>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk,
                                               scale, causal);
 }
+
+// Tensor-core entry points, one per (dtype, head size), with the ABI's parameters: for d == dv == D, q/k/v 16-byte
+// aligned, sm_80+, launched with the tensor-core geometry of the launcher's `plan`.
+#if MLXN_ATTN_TC
+#define MLXN_ATTN_TC_ENTRY(NAME, T, D, MT, BC, QREG, NS)                                                       \
+    extern "C" __global__ void __launch_bounds__(128)                                                         \
+        NAME(const T* q, const T* k, const T* v, const T* mask, T* out, int batch, int hq, int hkv, int sq,     \
+             int skv, int d, int dv, long long msb, long long msh, long long msq, long long msk, float scale,   \
+             int causal) {                                                                                     \
+        extern __shared__ __align__(16) unsigned char smem_tc[];                                               \
+        (void)batch;                                                                                           \
+        (void)d;                                                                                               \
+        (void)dv;                                                                                              \
+        mlxn_attn::attn_mma<T, D, MT, BC, QREG, NS>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk,  \
+                                                    scale, causal, smem_tc);                                   \
+    }
+#define MLXN_ATTN_TC_ENTRIES(SUF, T)                                                                           \
+    MLXN_ATTN_TC_ENTRY(attention_##SUF##_d32, T, 32, mlxn_attn::D32_MT, mlxn_attn::D32_BC, mlxn_attn::D32_QREG, \
+                       mlxn_attn::NSPLIT32)                                                                    \
+    MLXN_ATTN_TC_ENTRY(attention_##SUF##_d64, T, 64, mlxn_attn::D64_MT, mlxn_attn::D64_BC, mlxn_attn::D64_QREG, \
+                       mlxn_attn::NSPLIT)                                                                      \
+    MLXN_ATTN_TC_ENTRY(attention_##SUF##_d128, T, 128, mlxn_attn::D128_MT, mlxn_attn::D128_BC,                 \
+                       mlxn_attn::D128_QREG, mlxn_attn::NSPLIT128)
+MLXN_ATTN_TC_ENTRIES(f16, __half)
+MLXN_ATTN_TC_ENTRIES(bf16, __nv_bfloat16)
+#endif
