@@ -446,6 +446,10 @@ mod gpu {
             (1, 8, 1, 33, 33, 64, 64),
             (2, 2, 2, 17, 40, 96, 80),
             (1, 2, 1, 3, 130, 128, 128),
+            // f32 takes its register-tiled path for d = dv in {32, 64, 128}: tiles of 64 rows and 32/64 keys.
+            (3, 4, 2, 129, 70, 32, 32),
+            (2, 2, 2, 70, 1, 32, 32),
+            (2, 3, 1, 65, 129, 64, 64),
         ];
         for d in FLOATS {
             for (i, &(b, hq, hkv, sq, skv, hd, dv)) in shapes.iter().enumerate() {
@@ -457,7 +461,10 @@ mod gpu {
                     let ctx = format!("attention {d} {:?} causal {causal}", shapes[i]);
                     check(g, op.clone(), &[q.clone(), k.clone(), v.clone()], 2.0, &ctx);
                     let mask = rnd(d, &[1, 1, sq, skv], s + 30);
-                    check(g, op, &[q.clone(), k.clone(), v.clone(), mask], 2.0, &format!("{ctx} + mask"));
+                    check(g, op.clone(), &[q.clone(), k.clone(), v.clone(), mask], 2.0, &format!("{ctx} + mask"));
+                    // A padding mask, the same for every query row (read once per key by the f32 tiled path).
+                    let mask = rnd(d, &[b, 1, 1, skv], s + 31);
+                    check(g, op, &[q.clone(), k.clone(), v.clone(), mask], 2.0, &format!("{ctx} + [b,1,1,skv] mask"));
                 }
             }
         }
@@ -472,6 +479,19 @@ mod gpu {
                 .unwrap();
         let out = run(g, &Op::Attention { scale: 0.3, causal: false }, &[q, k, v, mask], true).unwrap();
         assert!(out.to_f32_vec()[8..].iter().all(|&x| x == 0.0), "fully masked row: {:?}", out.to_f32_vec());
+        // The same on the f32 tiled path (d = 32): batch 0 masks every key, batch 1 none.
+        let (q, k, v) = (
+            rnd(DType::F32, &[2, 2, 5, 32], s + 3),
+            rnd(DType::F32, &[2, 2, 7, 32], s + 4),
+            rnd(DType::F32, &[2, 2, 7, 32], s + 5),
+        );
+        let mut m = vec![f32::NEG_INFINITY; 7];
+        m.extend([0.0f32; 7]);
+        let mask = Tensor::from_vec(m, [2, 1, 1, 7]).unwrap();
+        let out = run(g, &Op::Attention { scale: 0.3, causal: false }, &[q, k, v, mask], true).unwrap().to_f32_vec();
+        let half = out.len() / 2;
+        assert!(out[..half].iter().all(|&x| x == 0.0), "fully masked batch: {:?}", &out[..8]);
+        assert!(out[half..].iter().all(|&x| x.is_finite() && x != 0.0), "unmasked batch: {:?}", &out[half..half + 8]);
     }
 
     #[test]
@@ -656,7 +676,14 @@ mod gpu {
             }
         }
         // (dtype, head dim): tensor-core paths (f16/bf16 with d 64 or 128) and the generic path.
-        for (d, hd) in [(DType::BF16, 64), (DType::F16, 128), (DType::F32, 16), (DType::BF16, 40)] {
+        for (d, hd) in [
+            (DType::BF16, 64),
+            (DType::F16, 128),
+            (DType::F32, 16),
+            (DType::BF16, 40),
+            (DType::F32, 32),
+            (DType::F32, 64),
+        ] {
             let q = rnd(d, &[1, 2, 130, hd], s + 3);
             let k = rnd(d, &[1, 1, 70, hd], s + 4);
             let v = rnd(d, &[1, 1, 70, hd], s + 5);

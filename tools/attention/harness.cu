@@ -26,6 +26,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #define CK(x)                                                                                     \
@@ -67,6 +68,7 @@ struct Geo {
     unsigned block;
     size_t smem;
     const char* path;
+    int f32d;   // f32 register-tiled path: head size of its entry point attention_f32_d<f32d>; 0: attention_f32
 };
 
 static int gen_smem_floats_h(int d, int dv, int tk) {
@@ -83,10 +85,26 @@ static int gen_tk_h(int d, int dv) {
 
 static int g_cc_major = 9;   // set from the device in main()
 
+// 0: f32 takes the generic path everywhere (the baseline of the f32 register-tiled path).
+#ifndef MLXN_ATTN_F32_TILED
+#define MLXN_ATTN_F32_TILED 1
+#endif
+
+template <int D, int TM, int TN> static void f32_tile_geo(Geo& g, int& rows) {
+    using Tl = mlxn_attn::F32Tile<D, TM, TN>;
+    rows = Tl::BR;
+    g.smem = Tl::SMEM_BYTES;
+    g.f32d = D;
+    g.path = D == 32 ? "f32t32" : D == 64 ? "f32t64" : "f32t128";
+}
+
 static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool aligned16) {
     Geo g;
     g.block = 128;
+    g.f32d = 0;
     int rows;
+    bool f32t = dt == F32 && MLXN_ATTN_F32_TILED && d == dv && aligned16 && g_cc_major >= 8 &&
+                (d == 32 || d == 64 || d == 128);
     bool tc_d = d == 64 || d == 128 || (d == 32 && MLXN_ATTN_D32_VARIANT >= 0);
     if (dt != F32 && d == dv && aligned16 && g_cc_major >= 8 && tc_d) {
         int mt = d == 32 ? mlxn_attn::D32_MT : d == 64 ? mlxn_attn::D64_MT : mlxn_attn::D128_MT;
@@ -96,6 +114,11 @@ static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool ali
         bool alias = qreg && rows == 2 * bc;
         g.smem = (size_t)(alias ? 0 : rows * d * 2) + (size_t)4 * bc * d * 2;
         g.path = d == 32 ? "mma32" : d == 64 ? "mma64" : "mma128";
+    } else if (f32t) {
+        using namespace mlxn_attn;
+        if (d == 32) f32_tile_geo<32, F32_D32_TM, F32_D32_TN>(g, rows);
+        if (d == 64) f32_tile_geo<64, F32_D64_TM, F32_D64_TN>(g, rows);
+        if (d == 128) f32_tile_geo<128, F32_D128_TM, F32_D128_TN>(g, rows);
     } else {
         rows = 32;
         g.smem = (size_t)gen_smem_floats_h(d, dv, gen_tk_h(d, dv)) * 4;
@@ -118,7 +141,10 @@ static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool ali
 #endif
 template <typename T> struct Kern;
 template <> struct Kern<float> {
-    static auto fn(const Geo&) { return attention_f32; }
+    static auto fn(const Geo& g) {
+        return g.f32d == 32 ? attention_f32_d32 : g.f32d == 64 ? attention_f32_d64
+                                               : g.f32d == 128 ? attention_f32_d128 : attention_f32;
+    }
 };
 template <> struct Kern<__half> {
     static auto fn(const Geo& g) {
@@ -443,7 +469,8 @@ template <typename T> static void run_all(const std::vector<Case>& cs) {
 
 int main(int argc, char** argv) {
     bool small = argc > 1 && std::strcmp(argv[1], "--small") == 0;
-    bool time_only = argc > 1 && std::strcmp(argv[1], "--time") == 0;
+    bool f32_only = argc > 1 && std::strcmp(argv[1], "--time-f32") == 0;   // f32 timing only (tile variants)
+    bool time_only = f32_only || (argc > 1 && std::strcmp(argv[1], "--time") == 0);
     bool check_only = argc > 1 && std::strcmp(argv[1], "--check") == 0;   // full correctness, no timing
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -453,6 +480,10 @@ int main(int argc, char** argv) {
                 prop.name, prop.multiProcessorCount, ATTN_SRC, MLXN_ATTN_D32_VARIANT, mlxn_attn::D32_MT,
                 mlxn_attn::D32_BC, mlxn_attn::D64_MT, mlxn_attn::D64_BC, (int)mlxn_attn::D64_QREG,
                 mlxn_attn::D128_MT, mlxn_attn::D128_BC, (int)mlxn_attn::D128_QREG);
+    std::printf("f32 tiled %d: d32 TM %d TN %d minb %d, d64 TM %d TN %d minb %d, d128 TM %d TN %d minb %d\n",
+                MLXN_ATTN_F32_TILED, mlxn_attn::F32_D32_TM, mlxn_attn::F32_D32_TN, mlxn_attn::F32_D32_MINB,
+                mlxn_attn::F32_D64_TM, mlxn_attn::F32_D64_TN, mlxn_attn::F32_D64_MINB, mlxn_attn::F32_D128_TM,
+                mlxn_attn::F32_D128_TN, mlxn_attn::F32_D128_MINB);
 
     // b, hq, hkv, sq, skv, d, dv, mask, causal, scale, misalign
     std::vector<Case> small_cases = {
@@ -471,6 +502,11 @@ int main(int argc, char** argv) {
         {3, 12, 12, 17, 17, 32, 32, M_B11K, 0, 0, 0},
         {2, 4, 2, 128, 128, 32, 32, M_B11K_DEADB, 1, 0, 0},
         {1, 2, 2, 129, 129, 32, 32, M_FULL_DEADROW, 0, 0, 0},
+        // f32 register-tiled path (d = dv in {32, 64, 128}); the cases above reach it too
+        {2, 2, 1, 17, 1, 32, 32, M_FULL, 1, 0, 0},            // skv = 1, causal sq > skv, grouped heads
+        {2, 3, 1, 1, 17, 128, 128, M_B11K_DEADB, 0, 0, 0},    // decode, batch 0 fully masked
+        {2, 4, 2, 33, 65, 64, 64, M_B11K, 1, 0, 0},
+        {1, 2, 2, 65, 65, 32, 32, M_FULL, 0, 0, 1},           // misaligned q -> generic
     };
     std::vector<Case> big_cases = {
         {3, 2, 2, 1000, 1000, 64, 64, M_NONE, 1, 0, 0},
@@ -497,6 +533,12 @@ int main(int argc, char** argv) {
         {2, 3, 3, 129, 129, 32, 32, M_11SK, 0, 0, 0},
         {1, 2, 2, 128, 128, 32, 32, M_B11K, 0, 1.0f, 0},      // peaky softmax
         {2, 2, 2, 129, 129, 32, 32, M_B11K, 0, 0, 1},         // misaligned q -> generic
+        // f32 register-tiled path
+        {2, 6, 2, 1000, 1000, 32, 32, M_B11K_DEADB, 0, 0, 0},
+        {1, 4, 1, 1000, 17, 64, 64, M_FULL_DEADROW, 1, 0, 0},  // causal sq > skv: empty rows; dead rows
+        {2, 3, 1, 17, 1000, 128, 128, M_B11K, 1, 0, 0},
+        {3, 4, 4, 129, 1000, 32, 32, M_11SK, 1, 0, 0},
+        {1, 2, 1, 1000, 1000, 64, 64, M_B11K, 0, 1.0f, 0},    // peaky softmax
     };
     if (!time_only) {
         std::printf("== correctness (%s) ==\n", small ? "small" : "full");
@@ -512,17 +554,25 @@ int main(int argc, char** argv) {
     if (!small && !check_only) {
         g_times = std::fopen("attn_times.txt", "w");
         std::printf("== timing ==\n");
-        time_case<__nv_bfloat16>("bf16_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
-        time_case<__nv_bfloat16>("bf16_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);
-        time_case<__half>("f16_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
-        time_case<__half>("f16_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);
-        time_case<__nv_bfloat16>("bf16_8x16x2048x128", 8, 16, 2048, 128, 0, 20);
-        time_case<__nv_bfloat16>("bf16_8x16x2048x128_causal", 8, 16, 2048, 128, 1, 20);
-        time_case<float>("f32_2x8x1024x64", 2, 8, 1024, 64, 0, 10);
-        time_case<__half>("f16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
-        time_case<__nv_bfloat16>("bf16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
-        time_case<__half>("f16_256x12x128x32", 256, 12, 128, 32, 0, 50);
-        time_case<__half>("f16_8x16x2048x32", 8, 16, 2048, 32, 0, 20);
+        if (!f32_only) {
+            time_case<__nv_bfloat16>("bf16_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
+            time_case<__nv_bfloat16>("bf16_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);
+            time_case<__half>("f16_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
+            time_case<__half>("f16_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);
+            time_case<__nv_bfloat16>("bf16_8x16x2048x128", 8, 16, 2048, 128, 0, 20);
+            time_case<__nv_bfloat16>("bf16_8x16x2048x128_causal", 8, 16, 2048, 128, 1, 20);
+            time_case<__half>("f16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
+            time_case<__nv_bfloat16>("bf16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
+            time_case<__half>("f16_256x12x128x32", 256, 12, 128, 32, 0, 50);
+            time_case<__half>("f16_8x16x2048x32", 8, 16, 2048, 32, 0, 20);
+        }
+        time_case<float>("f32_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
+        time_case<float>("f32_256x12x128x32", 256, 12, 128, 32, 0, 50);
+        time_case<float>("f32_2x8x1024x64", 2, 8, 1024, 64, 0, 20);
+        time_case<float>("f32_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
+        time_case<float>("f32_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);
+        time_case<float>("f32_8x16x2048x32", 8, 16, 2048, 32, 0, 20);
+        time_case<float>("f32_8x16x2048x128", 8, 16, 2048, 128, 0, 10);
         std::fclose(g_times);
     }
     std::printf("RESULT: %s (%d failures)\n", g_fail ? "FAIL" : "PASS", g_fail);

@@ -2,10 +2,12 @@
 and prints ratios against the harness's attn_times.txt (speed ratio = torch_ms / ours_ms; >= 0.7 is the goal).
 
 CUDA events, warm-up, median of repetitions. Each backend is also timed on its own where it accepts the case.
-Cases with mask=True pass an additive [b, 1, 1, s] mask (values in [-2, 0], 10 % -inf), as harness.cu does.
+`python3 sdpa_bench.py f32` times only the cases whose name starts with "f32". Cases with mask=True pass an additive
+[b, 1, 1, s] mask (values in [-2, 0], 10 % -inf), as harness.cu does.
 ATTN_TIME=name,name,... restricts the run to those cases, like harness.cu."""
 import os
 import statistics
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +21,19 @@ CASES = [
     ("f16_8x16x2048x64_causal", torch.float16, 8, 16, 2048, 64, True, False),
     ("bf16_8x16x2048x128", torch.bfloat16, 8, 16, 2048, 128, False, False),
     ("bf16_8x16x2048x128_causal", torch.bfloat16, 8, 16, 2048, 128, True, False),
-    ("f32_2x8x1024x64", torch.float32, 2, 8, 1024, 64, False, False),
     # all-MiniLM-L6-v2 attention, batch 256 x 128 tokens, padding mask [b,1,1,s]
     ("f16_256x12x128x32_mask", torch.float16, 256, 12, 128, 32, False, True),
     ("bf16_256x12x128x32_mask", torch.bfloat16, 256, 12, 128, 32, False, True),
     ("f16_256x12x128x32", torch.float16, 256, 12, 128, 32, False, False),
     ("f16_8x16x2048x32", torch.float16, 8, 16, 2048, 32, False, False),
+    # f32 (exact FP32: TF32 stays off, PyTorch's default)
+    ("f32_256x12x128x32_mask", torch.float32, 256, 12, 128, 32, False, True),
+    ("f32_256x12x128x32", torch.float32, 256, 12, 128, 32, False, False),
+    ("f32_2x8x1024x64", torch.float32, 2, 8, 1024, 64, False, False),
+    ("f32_8x16x2048x64", torch.float32, 8, 16, 2048, 64, False, False),
+    ("f32_8x16x2048x64_causal", torch.float32, 8, 16, 2048, 64, True, False),
+    ("f32_8x16x2048x32", torch.float32, 8, 16, 2048, 32, False, False),
+    ("f32_8x16x2048x128", torch.float32, 8, 16, 2048, 128, False, False),
 ]
 BACKENDS = [
     ("flash", SDPBackend.FLASH_ATTENTION),
@@ -51,7 +60,11 @@ def bench(fn, reps=20, warm=3):
 
 
 def main():
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    only = sys.argv[1] if len(sys.argv) > 1 else ""  # name prefix, e.g. "f32"
+    print(
+        f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
+        f"allow_tf32 matmul={torch.backends.cuda.matmul.allow_tf32} cudnn={torch.backends.cudnn.allow_tf32}"
+    )
     ours = {}
     if os.path.exists("attn_times.txt"):
         for line in open("attn_times.txt"):
@@ -60,7 +73,7 @@ def main():
     rows = []
     sel = os.environ.get("ATTN_TIME")  # name,name,...: only these cases (as harness.cu)
     for name, dt, b, h, s, d, causal, masked in CASES:
-        if sel and name not in sel.split(","):
+        if not name.startswith(only) or (sel and name not in sel.split(",")):
             continue
         q, k, v = (torch.rand(b, h, s, d, device="cuda", dtype=dt) * 2 - 1 for _ in range(3))
         mask = None

@@ -5,7 +5,11 @@
 //! - tensor cores (f16/bf16, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 128 query rows per
 //!   block, 16 KiB (d = 32), 32 KiB (d = 64) or 64 KiB (d = 128) of shared memory; launched through the kernel's
 //!   entry point of that path, `attention_<dtype>_d<d>`, so each path gets its own register allocation;
-//! - generic FMA path (everything else, f32 always): 32 query rows per block, shared memory from the head sizes.
+//! - register-tiled f32 path (f32, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): exact FP32 FMA
+//!   flash attention, likewise through its own entry point per head size (`attention_f32_d32`/`_d64`/`_d128`);
+//!   128 (d = 32) or 64 query rows per block, 32 keys per tile, 51 KiB (d = 32), 59 KiB (d = 64) or 107 KiB
+//!   (d = 128) of shared memory (see [`f32_tile`]);
+//! - generic FMA path (everything else): 32 query rows per block, shared memory from the head sizes.
 //!
 //! Grid: (query blocks, batch × query heads); 128 threads per block. The standalone check and benchmark of the
 //! kernel (same geometry rules) live in tools/attention/.
@@ -71,6 +75,30 @@ fn tensor_core_tile(d: usize) -> Option<(usize, usize, bool)> {
     }
 }
 
+/// Tile of the f32 register-tiled path for head size `d` (`F32Tile` and the `F32_D*_TM`/`_TN` defaults in the
+/// kernel): (query rows per thread, keys per thread). The block is 16 x 8 threads, so it holds 16 × rows query rows
+/// and 8 × keys keys per tile. `None`: f32 with this head size takes the generic path.
+fn f32_tile(d: usize) -> Option<(usize, usize)> {
+    match d {
+        32 => Some((8, 4)),
+        64 | 128 => Some((4, 4)),
+        _ => None,
+    }
+}
+
+/// The f32 register-tiled path's geometry, where it applies (f32, `d == dv` with a tile, aligned, sm_80+ for
+/// cp.async): query rows per block and dynamic shared memory (`F32Tile::SMEM_BYTES` in the kernel).
+fn f32_tiled(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: i32) -> Option<Plan> {
+    if dtype != DType::F32 || d != dv || !aligned16 || compute_major < 8 {
+        return None;
+    }
+    let (tm, tn) = f32_tile(d)?;
+    let (rows, keys) = (16 * tm, 8 * tn);
+    // Q transposed, two stages of K (rows padded by 4 floats) and V, and every warp's P ([keys][4 * tm + 4]).
+    let floats = d * rows + 2 * (keys * (d + 4) + keys * d) + 4 * keys * (4 * tm + 4);
+    Some(Plan { tensor_cores: false, rows, shared: floats * 4 })
+}
+
 /// The geometry the kernel expects for these operands (the kernel makes the same path choice on the device).
 pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: i32) -> Plan {
     let half = matches!(dtype, DType::F16 | DType::BF16);
@@ -80,6 +108,9 @@ pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_m
             let q_tile = if q_in_stage { 0 } else { rows * d };
             return Plan { tensor_cores: true, rows, shared: (q_tile + 4 * keys * d) * 2 };
         }
+    }
+    if let Some(p) = f32_tiled(dtype, d, dv, aligned16, compute_major) {
+        return p;
     }
     Plan { tensor_cores: false, rows: GEN_ROWS, shared: generic_floats(d, dv, generic_tk(d, dv)) * 4 }
 }
@@ -124,7 +155,8 @@ pub(crate) fn launch(dev: &CudaBackend, call: &OpCall<'_>, inputs: &[&CudaBuffer
     };
     let (pq, pk, pv, po) = (inputs[0].device_ptr(), inputs[1].device_ptr(), inputs[2].device_ptr(), out.device_ptr());
     let info = &dev.dev.info;
-    let p = plan(q.dtype, d, dv, (pq | pk | pv) % 16 == 0, info.compute_capability.0);
+    let aligned16 = (pq | pk | pv) % 16 == 0;
+    let p = plan(q.dtype, d, dv, aligned16, info.compute_capability.0);
     let limit = (info.max_shared_per_block_optin as usize).max(DEFAULT_SHARED);
     if p.shared > limit {
         return Err(Error::Unsupported {
@@ -136,7 +168,8 @@ pub(crate) fn launch(dev: &CudaBackend, call: &OpCall<'_>, inputs: &[&CudaBuffer
         });
     }
 
-    let name = if p.tensor_cores {
+    // Tensor-core and f32 tiled paths have an entry point per head size; the generic path one per dtype.
+    let name = if p.tensor_cores || f32_tiled(q.dtype, d, dv, aligned16, info.compute_capability.0).is_some() {
         format!("attention_{}_d{d}", suffix(q.dtype)?)
     } else {
         format!("attention_{}", suffix(q.dtype)?)
@@ -181,11 +214,11 @@ mod tests {
             assert_eq!(plan(dt, 32, 32, true, 9), Plan { tensor_cores: true, rows: 128, shared: 16 * 1024 });
         }
         for (dt, d, dv, al, cc) in [
-            (DType::F32, 64, 64, true, 9),
+            (DType::F32, 64, 64, false, 9),
             (DType::BF16, 64, 64, false, 9),
             (DType::BF16, 64, 32, true, 9),
             (DType::BF16, 80, 80, true, 9),
-            (DType::F32, 32, 32, true, 9),
+            (DType::F32, 32, 32, true, 7),
             (DType::F16, 32, 32, false, 9),
             (DType::BF16, 32, 32, true, 7),
             (DType::F16, 32, 64, true, 9),
@@ -198,6 +231,20 @@ mod tests {
     }
 
     #[test]
+    fn f32_tiled_path_matches_the_kernel_tiles() {
+        // Sizes of F32Tile<D, TM, TN>::SMEM_BYTES for the kernel's defaults.
+        assert_eq!(plan(DType::F32, 32, 32, true, 9), Plan { tensor_cores: false, rows: 128, shared: 52_224 });
+        assert_eq!(plan(DType::F32, 64, 64, true, 8), Plan { tensor_cores: false, rows: 64, shared: 60_416 });
+        assert_eq!(plan(DType::F32, 128, 128, true, 9), Plan { tensor_cores: false, rows: 64, shared: 109_568 });
+        for (d, dv, al, cc) in
+            [(32, 32, false, 9), (64, 32, true, 9), (80, 80, true, 9), (16, 16, true, 9), (64, 64, true, 7)]
+        {
+            assert_eq!(plan(DType::F32, d, dv, al, cc).rows, GEN_ROWS, "f32 {d}/{dv} aligned {al} sm_{cc}x");
+        }
+        assert!(f32_tiled(DType::BF16, 64, 64, true, 9).is_none());
+    }
+
+    #[test]
     fn generic_tiles_shrink_with_head_size() {
         assert_eq!(generic_tk(64, 64), 32);
         assert_eq!(generic_tk(128, 128), 8);
@@ -205,6 +252,6 @@ mod tests {
         // d = 200, dv = 136 needs more than 48 KiB even with 4 keys: the launcher raises the limit.
         assert_eq!(generic_tk(200, 136), 4);
         assert!(plan(DType::F32, 200, 136, true, 9).shared > DEFAULT_SHARED);
-        assert!(plan(DType::F32, 64, 64, true, 9).shared <= DEFAULT_SHARED);
+        assert!(plan(DType::F32, 64, 64, false, 9).shared <= DEFAULT_SHARED);
     }
 }

@@ -31,6 +31,10 @@
 // Semantics: out[b,h,i,:] = softmax_j(scale * q.k_j + mask[b,h,i,j]) v_j, with key j visible to query i only if
 // j <= i + (skv - sq) when causal. A row whose keys are all masked produces 0.
 //
+// f32 with d == dv in {32, 64, 128}, q/k/v 16-byte aligned, on sm_80+ has entry points of its own,
+// attention_f32_d32 / _d64 / _d128 (same parameters): exact FP32 register-tiled flash attention, see
+// attn_f32_tiled. The launcher calls them instead of attention_f32, whose generic path takes every other f32 case.
+//
 // The MLXN_ATTN_* macros select tile variants for the standalone harness's comparisons (tools/attention); the
 // launcher knows only the defaults, which were the fastest measured on an H100 (tools/attention/README.md).
 
@@ -697,6 +701,351 @@ __device__ __forceinline__ void attn_generic(const T* __restrict__ q, const T* _
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// register-tiled f32 path: f32, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+ (cp.async). Exact FP32
+// FMA (no TF32). 128 threads = 16 row groups x 8 key/column groups; warp w holds row groups 4w..4w+3, lane bits
+// 0-2 pick the key/column group. A thread owns TM consecutive query rows, TN keys of each tile (strided by 8, so
+// the 8 groups read 8 different K rows of one bank line) and D / 8 output columns (4 consecutive, strided by 32).
+//   S = Q K^T: Q (pre-scaled by scale * log2(e)) is stored transposed once per block ([D][BR]); K tiles stream
+//              through a 2-stage cp.async pipeline ([BC][D + 4], padded so the 8 key groups hit distinct banks).
+//   softmax:   online, exp2 domain, row maxima over the 8 lanes of a row by shuffles; row sums stay per thread
+//              until the end.
+//   O += P V:  P goes through shared memory private to the warp (the warp holds every key of its rows and every
+//              output column of them), so one block barrier per key tile suffices.
+// Mask: a mask that is the same for every query row (msq == 0, e.g. [b,1,1,skv] padding) is read once per key and
+// tile, before Q K^T; other masks are read per score after it.
+// MLXN_ATTN_F32_D32 / _D64 / _D128 pick (TM, TN) for the harness's comparisons (d = 32: 0 = 8x4, the default,
+// 1 = 4x4, 2 = 4x8, 3 = 8x8; d = 64: 0 = 4x4, the default, 1 = 4x8, 2 = 8x4; d = 128: 0 = 4x4, the default,
+// 1 = 4x8), MLXN_ATTN_F32_MINB32 / 64 / 128 the entry points' minimum blocks per SM (3 / 1 / 1);
+// the harness's MLXN_ATTN_F32_TILED = 0 sends f32 back to the generic path (the old baseline).
+
+#ifndef MLXN_ATTN_F32_D32
+#define MLXN_ATTN_F32_D32 0
+#endif
+#ifndef MLXN_ATTN_F32_D64
+#define MLXN_ATTN_F32_D64 0
+#endif
+#ifndef MLXN_ATTN_F32_D128
+#define MLXN_ATTN_F32_D128 0
+#endif
+#if MLXN_ATTN_F32_D32 == 1
+constexpr int F32_D32_TM = 4, F32_D32_TN = 4;
+#elif MLXN_ATTN_F32_D32 == 2
+constexpr int F32_D32_TM = 4, F32_D32_TN = 8;
+#elif MLXN_ATTN_F32_D32 == 3
+constexpr int F32_D32_TM = 8, F32_D32_TN = 8;
+#else
+constexpr int F32_D32_TM = 8, F32_D32_TN = 4;
+#endif
+#if MLXN_ATTN_F32_D64 == 1
+constexpr int F32_D64_TM = 4, F32_D64_TN = 8;
+#elif MLXN_ATTN_F32_D64 == 2
+constexpr int F32_D64_TM = 8, F32_D64_TN = 4;
+#else
+constexpr int F32_D64_TM = 4, F32_D64_TN = 4;
+#endif
+#if MLXN_ATTN_F32_D128 == 1
+constexpr int F32_D128_TM = 4, F32_D128_TN = 8;
+#else
+constexpr int F32_D128_TM = 4, F32_D128_TN = 4;
+#endif
+
+// Minimum resident blocks per SM the entry points ask of the register allocator (caps registers at 64K / 128 / N).
+#ifndef MLXN_ATTN_F32_MINB32
+#define MLXN_ATTN_F32_MINB32 3
+#endif
+#ifndef MLXN_ATTN_F32_MINB64
+#define MLXN_ATTN_F32_MINB64 1
+#endif
+#ifndef MLXN_ATTN_F32_MINB128
+#define MLXN_ATTN_F32_MINB128 1
+#endif
+constexpr int F32_D32_MINB = MLXN_ATTN_F32_MINB32, F32_D64_MINB = MLXN_ATTN_F32_MINB64,
+              F32_D128_MINB = MLXN_ATTN_F32_MINB128;
+
+// Tile geometry of the f32 path; the launcher (attention.rs, `f32_tile`) computes the same sizes.
+template <int D, int TM, int TN> struct F32Tile {
+    static constexpr int BR = 16 * TM;       // query rows per block
+    static constexpr int BC = 8 * TN;        // keys per tile
+    static constexpr int DP = D + 4;         // K row pitch (floats)
+    static constexpr int PW = 4 * TM + 4;    // P pitch: the warp's 4 * TM rows, padded
+    static constexpr int Q_FLOATS = D * BR;
+    static constexpr int K_FLOATS = BC * DP;
+    static constexpr int V_FLOATS = BC * D;
+    static constexpr int P_FLOATS = 4 * BC * PW;
+    static constexpr int SMEM_BYTES = 4 * (Q_FLOATS + 2 * (K_FLOATS + V_FLOATS) + P_FLOATS);
+};
+
+#if MLXN_ATTN_TC
+// Rows [kt, kt + BC) of K and V into one stage, zero-filling rows past skv.
+template <int D, int BC>
+__device__ __forceinline__ void f32_load_kv(float* sK, float* sV, const float* kp, const float* vp, int kt, int skv,
+                                            int tid) {
+    constexpr int CH = D / 4;   // 16-byte chunks per row
+    constexpr int TOTAL = BC * CH;
+    static_assert(TOTAL % NTHREADS == 0, "K/V tile must split evenly over the block");
+#pragma unroll
+    for (int it = 0; it < TOTAL / NTHREADS; ++it) {
+        const int idx = tid + it * NTHREADS;
+        const int r = idx / CH;
+        const int c = idx - r * CH;
+        const bool valid = kt + r < skv;
+        const size_t go = valid ? (size_t)(kt + r) * D + c * 4 : 0;
+        cp_async16(smem_u32(sK + r * (D + 4) + c * 4), kp + go, valid);
+        cp_async16(smem_u32(sV + r * D + c * 4), vp + go, valid);
+    }
+}
+
+template <int D, int TM, int TN, bool HAS_MASK>
+__device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, const float* __restrict__ k,
+                                               const float* __restrict__ v, const float* __restrict__ mask,
+                                               float* __restrict__ out, int hq, int hkv, int sq, int skv,
+                                               long long msb, long long msh, long long msq, long long msk,
+                                               float scale, int causal, float* smem) {
+    using Tl = F32Tile<D, TM, TN>;
+    constexpr int BR = Tl::BR, BC = Tl::BC, DP = Tl::DP, PW = Tl::PW;
+    constexpr int NU = D / 32;   // groups of 4 output columns per thread
+    static_assert(TM % 4 == 0 && D % 32 == 0, "tile shape");
+
+    const int tid = threadIdx.x;
+    const int warp = tid >> 5;
+    const int lane = tid & 31;
+    const int tx = lane & 7;            // key / column group
+    const int tyl = lane >> 3;          // row group within the warp
+    const int rloc = (warp * 4 + tyl) * TM;   // first of the thread's rows within the block
+
+    int qb = blockIdx.x;
+    if (causal) qb = gridDim.x - 1 - qb;
+    const int bh = blockIdx.y;
+    const int b = bh / hq;
+    const int h = bh - b * hq;
+    const int hk = h / (hq / hkv);
+    const float* qp = q + (size_t)bh * sq * D;
+    const float* kp = k + ((size_t)b * hkv + hk) * skv * D;
+    const float* vp = v + ((size_t)b * hkv + hk) * skv * D;
+    float* op = out + (size_t)bh * sq * D;
+    const float* mp = HAS_MASK ? mask + (long long)b * msb + (long long)h * msh : nullptr;
+    const bool mrow = HAS_MASK && msq == 0;   // the same mask row for every query
+
+    const int q0 = qb * BR;
+    const int off = skv - sq;
+    int kend = skv;
+    if (causal) kend = min(skv, max(0, q0 + BR + off));
+    const int nkb = (kend + BC - 1) / BC;
+
+    float* sQ = smem;
+    float* sK0 = sQ + Tl::Q_FLOATS;
+    float* sV0 = sK0 + Tl::K_FLOATS;
+    float* sK1 = sV0 + Tl::V_FLOATS;
+    float* sV1 = sK1 + Tl::K_FLOATS;
+    float* sP = sV1 + Tl::V_FLOATS + warp * BC * PW;   // this warp's P, [BC][PW]
+
+    if (nkb > 0) f32_load_kv<D, BC>(sK0, sV0, kp, vp, 0, skv, tid);
+    cp_async_commit();
+
+    // Q tile, transposed to [D][BR] and pre-scaled; consecutive lanes take consecutive rows (conflict-free stores).
+    const float sl2 = scale * LOG2E;
+    for (int idx = tid; idx < BR * (D / 4); idx += NTHREADS) {
+        const int r = idx % BR;
+        const int c = (idx / BR) * 4;
+        float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (q0 + r < sq) x = *reinterpret_cast<const float4*>(qp + (size_t)(q0 + r) * D + c);
+        sQ[(c + 0) * BR + r] = x.x * sl2;
+        sQ[(c + 1) * BR + r] = x.y * sl2;
+        sQ[(c + 2) * BR + r] = x.z * sl2;
+        sQ[(c + 3) * BR + r] = x.w * sl2;
+    }
+
+    float o[TM][4 * NU];
+    float m_run[TM], l_run[TM];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+#pragma unroll
+        for (int c = 0; c < 4 * NU; ++c) o[i][c] = 0.f;
+        m_run[i] = neg_inf();
+        l_run[i] = 0.f;
+    }
+
+    for (int j = 0; j < nkb; ++j) {
+        const int kt = j * BC;
+        const float* sK = (j & 1) ? sK1 : sK0;
+        const float* sV = (j & 1) ? sV1 : sV0;
+        // Tile j has landed for every thread and every warp is done with tile j - 1 (its stage and its P).
+        cp_async_wait<0>();
+        __syncthreads();
+        if (j + 1 < nkb) f32_load_kv<D, BC>((j & 1) ? sK0 : sK1, (j & 1) ? sV0 : sV1, kp, vp, kt + BC, skv, tid);
+        cp_async_commit();
+
+        float mk[TN];
+        if (mrow) {
+#pragma unroll
+            for (int jj = 0; jj < TN; ++jj) {
+                const int key = kt + tx + 8 * jj;
+                mk[jj] = key < skv ? mp[(long long)key * msk] : 0.f;
+            }
+        }
+
+        // S = Q K^T
+        float s[TM][TN];
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int jj = 0; jj < TN; ++jj) s[i][jj] = 0.f;
+#pragma unroll
+        for (int c = 0; c < D; c += 4) {
+            float4 kf[TN];
+#pragma unroll
+            for (int jj = 0; jj < TN; ++jj) kf[jj] = *reinterpret_cast<const float4*>(sK + (tx + 8 * jj) * DP + c);
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                float qf[TM];
+#pragma unroll
+                for (int i4 = 0; i4 < TM / 4; ++i4) {
+                    const float4 t = *reinterpret_cast<const float4*>(sQ + (c + u) * BR + rloc + 4 * i4);
+                    qf[4 * i4 + 0] = t.x;
+                    qf[4 * i4 + 1] = t.y;
+                    qf[4 * i4 + 2] = t.z;
+                    qf[4 * i4 + 3] = t.w;
+                }
+#pragma unroll
+                for (int i = 0; i < TM; ++i)
+#pragma unroll
+                    for (int jj = 0; jj < TN; ++jj) {
+                        const float kv = u == 0 ? kf[jj].x : u == 1 ? kf[jj].y : u == 2 ? kf[jj].z : kf[jj].w;
+                        s[i][jj] = fmaf(qf[i], kv, s[i][jj]);
+                    }
+            }
+        }
+
+        // mask, bounds, causal; online softmax
+        float alpha[TM];
+        bool rescale = false;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const int row = q0 + rloc + i;
+            float mx = neg_inf();
+#pragma unroll
+            for (int jj = 0; jj < TN; ++jj) {
+                const int key = kt + tx + 8 * jj;
+                const bool dead = key >= skv || row >= sq || (causal && key > row + off);
+                float x = s[i][jj];
+                if (HAS_MASK && !dead)
+                    x = fmaf(mrow ? mk[jj] : mp[(long long)row * msq + (long long)key * msk], LOG2E, x);
+                x = dead ? neg_inf() : x;
+                s[i][jj] = x;
+                mx = fmaxf(mx, x);
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            const float m_new = fmaxf(m_run[i], mx);
+            const float mu = m_new == neg_inf() ? 0.f : m_new;
+            alpha[i] = fast_exp2(m_run[i] - mu);
+            rescale |= alpha[i] != 1.f;
+            m_run[i] = m_new;
+            float sum = 0.f;
+#pragma unroll
+            for (int jj = 0; jj < TN; ++jj) {
+                const float p = fast_exp2(s[i][jj] - mu);
+                s[i][jj] = p;
+                sum += p;
+            }
+            l_run[i] = l_run[i] * alpha[i] + sum;
+        }
+        // P to the warp's shared memory, transposed ([key][row]) so the P V loop reads 4 rows at once.
+#pragma unroll
+        for (int jj = 0; jj < TN; ++jj)
+#pragma unroll
+            for (int i4 = 0; i4 < TM / 4; ++i4)
+                *reinterpret_cast<float4*>(sP + (tx + 8 * jj) * PW + tyl * TM + 4 * i4) =
+                    make_float4(s[4 * i4][jj], s[4 * i4 + 1][jj], s[4 * i4 + 2][jj], s[4 * i4 + 3][jj]);
+        if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int c = 0; c < 4 * NU; ++c) o[i][c] *= alpha[i];
+        }
+        __syncwarp();
+
+        // O += P V
+#pragma unroll 8
+        for (int kk = 0; kk < BC; ++kk) {
+            float pr[TM];
+#pragma unroll
+            for (int i4 = 0; i4 < TM / 4; ++i4) {
+                const float4 t = *reinterpret_cast<const float4*>(sP + kk * PW + tyl * TM + 4 * i4);
+                pr[4 * i4 + 0] = t.x;
+                pr[4 * i4 + 1] = t.y;
+                pr[4 * i4 + 2] = t.z;
+                pr[4 * i4 + 3] = t.w;
+            }
+#pragma unroll
+            for (int u = 0; u < NU; ++u) {
+                const float4 vv = *reinterpret_cast<const float4*>(sV + kk * D + 32 * u + 4 * tx);
+#pragma unroll
+                for (int i = 0; i < TM; ++i) {
+                    o[i][4 * u + 0] = fmaf(pr[i], vv.x, o[i][4 * u + 0]);
+                    o[i][4 * u + 1] = fmaf(pr[i], vv.y, o[i][4 * u + 1]);
+                    o[i][4 * u + 2] = fmaf(pr[i], vv.z, o[i][4 * u + 2]);
+                    o[i][4 * u + 3] = fmaf(pr[i], vv.w, o[i][4 * u + 3]);
+                }
+            }
+        }
+    }
+    cp_async_wait<0>();
+
+    // epilogue: row sums over the 8 lanes of a row, normalise, store (float4 where out is 16-byte aligned)
+    const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15ull) == 0;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        float l = l_run[i];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        l += __shfl_xor_sync(0xffffffffu, l, 4);
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const int row = q0 + rloc + i;
+        if (row < sq) {
+            float* orow = op + (size_t)row * D;
+#pragma unroll
+            for (int u = 0; u < NU; ++u) {
+                const float4 x = make_float4(o[i][4 * u] * inv, o[i][4 * u + 1] * inv, o[i][4 * u + 2] * inv,
+                                             o[i][4 * u + 3] * inv);
+                float* dst = orow + 32 * u + 4 * tx;
+                if (out16) {
+                    *reinterpret_cast<float4*>(dst) = x;
+                } else {
+                    dst[0] = x.x;
+                    dst[1] = x.y;
+                    dst[2] = x.z;
+                    dst[3] = x.w;
+                }
+            }
+        }
+    }
+}
+
+// Body of the entry points attention_f32_d32/_d64/_d128 (one per head size, so each gets its own register
+// allocation). The launcher calls them only for d == dv == D with q/k/v 16-byte aligned on sm_80+; anything else
+// returns without writing (the launcher's tests would see the unwritten output).
+template <int D, int TM, int TN>
+__device__ __forceinline__ void attn_f32_entry(const float* q, const float* k, const float* v, const float* mask,
+                                               float* out, int hq, int hkv, int sq, int skv, int d, int dv,
+                                               long long msb, long long msh, long long msq, long long msk,
+                                               float scale, int causal) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    const bool al = ((reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
+                      reinterpret_cast<unsigned long long>(v)) &
+                     15ull) == 0;
+    if (d != D || dv != D || !al) return;
+    float* sm = reinterpret_cast<float*>(smem);
+    if (mask)
+        attn_f32_tiled<D, TM, TN, true>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal, sm);
+    else
+        attn_f32_tiled<D, TM, TN, false>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal,
+                                         sm);
+}
+#endif  // MLXN_ATTN_TC
+
 __device__ __forceinline__ bool aligned16(const void* a, const void* b, const void* c) {
     return ((reinterpret_cast<unsigned long long>(a) | reinterpret_cast<unsigned long long>(b) |
              reinterpret_cast<unsigned long long>(c)) &
@@ -743,6 +1092,45 @@ extern "C" __global__ void __launch_bounds__(128)
     (void)batch;
     mlxn_attn::attn_generic<float>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale, causal,
                                    reinterpret_cast<float*>(smem_f32));
+}
+
+// f32, d == dv == 32, q/k/v 16-byte aligned, sm_80+: the register-tiled path (see attn_f32_tiled).
+extern "C" __global__ void __launch_bounds__(128, mlxn_attn::F32_D32_MINB)
+    attention_f32_d32(const float* q, const float* k, const float* v, const float* mask, float* out, int batch,
+                      int hq, int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
+                      long long msk, float scale, int causal) {
+    (void)batch;
+#if MLXN_ATTN_TC
+    using namespace mlxn_attn;
+    attn_f32_entry<32, F32_D32_TM, F32_D32_TN>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale,
+                                              causal);
+#endif
+}
+
+// f32, d == dv == 64, q/k/v 16-byte aligned, sm_80+: the register-tiled path (see attn_f32_tiled).
+extern "C" __global__ void __launch_bounds__(128, mlxn_attn::F32_D64_MINB)
+    attention_f32_d64(const float* q, const float* k, const float* v, const float* mask, float* out, int batch,
+                      int hq, int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
+                      long long msk, float scale, int causal) {
+    (void)batch;
+#if MLXN_ATTN_TC
+    using namespace mlxn_attn;
+    attn_f32_entry<64, F32_D64_TM, F32_D64_TN>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale,
+                                              causal);
+#endif
+}
+
+// f32, d == dv == 128, q/k/v 16-byte aligned, sm_80+: the register-tiled path (see attn_f32_tiled).
+extern "C" __global__ void __launch_bounds__(128, mlxn_attn::F32_D128_MINB)
+    attention_f32_d128(const float* q, const float* k, const float* v, const float* mask, float* out, int batch,
+                       int hq, int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
+                       long long msk, float scale, int causal) {
+    (void)batch;
+#if MLXN_ATTN_TC
+    using namespace mlxn_attn;
+    attn_f32_entry<128, F32_D128_TM, F32_D128_TN>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk,
+                                                  scale, causal);
+#endif
 }
 
 extern "C" __global__ void __launch_bounds__(128)
