@@ -1052,32 +1052,14 @@ __device__ __forceinline__ bool aligned16(const void* a, const void* b, const vo
             15ull) == 0;
 }
 
+// The f16/bf16 generic path. The launcher sends tensor-core shapes to their own entry points
+// (attention_<dtype>_d<d>), so these carry only the generic code: about half the NVRTC time of the module and far
+// fewer registers than an entry point that also holds the tensor-core paths.
 template <typename T>
 __device__ __forceinline__ void attn_half_entry(const T* q, const T* k, const T* v, const T* mask, T* out, int hq,
                                                 int hkv, int sq, int skv, int d, int dv, long long msb, long long msh,
                                                 long long msq, long long msk, float scale, int causal) {
     extern __shared__ __align__(16) unsigned char smem[];
-#if MLXN_ATTN_TC
-    if (d == dv && aligned16(q, k, v)) {
-#if MLXN_ATTN_D32_VARIANT >= 0
-        if (d == 32) {
-            attn_mma<T, 32, D32_MT, D32_BC, D32_QREG, NSPLIT32>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq,
-                                                                 msk, scale, causal, smem);
-            return;
-        }
-#endif
-        if (d == 64) {
-            attn_mma<T, 64, D64_MT, D64_BC, D64_QREG, NSPLIT>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq,
-                                                               msk, scale, causal, smem);
-            return;
-        }
-        if (d == 128) {
-            attn_mma<T, 128, D128_MT, D128_BC, D128_QREG, NSPLIT128>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh,
-                                                                      msq, msk, scale, causal, smem);
-            return;
-        }
-    }
-#endif
     attn_generic<T>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale, causal,
                     reinterpret_cast<float*>(smem));
 }
