@@ -1,7 +1,7 @@
-//! Launcher of `kernels/attention.cu`, the fused attention kernel (ABI in notes/ATTENTION_ABI.md).
+//! Launcher of `kernels/attention.cu`, the fused attention kernel (its header comment has the ABI).
 //!
-//! The kernel picks its code path inside, from the dtype, the head sizes, the pointers' alignment and the
-//! architecture; [`plan`] makes the same choice here to size the grid and the dynamic shared memory:
+//! [`plan`] picks the code path from the dtype, the head sizes, the pointers' alignment and the architecture, and
+//! with it the kernel's entry point, the grid and the dynamic shared memory:
 //! - tensor cores (f16/bf16, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 128 query rows per
 //!   block, 16 KiB (d = 32), 32 KiB (d = 64) or 64 KiB (d = 128) of shared memory; launched through the kernel's
 //!   entry point of that path, `attention_<dtype>_d<d>`, so each path gets its own register allocation;

@@ -1,14 +1,22 @@
 // Fused attention forward (flash-attention style) for mlx-native.
 //
-// ABI: see notes/ATTENTION_ABI.md. One entry point per dtype:
-//   attention_f32 / attention_f16 / attention_bf16(q, k, v, mask, out, batch, hq, hkv, sq, skv, d, dv,
-//                                                   msb, msh, msq, msk, scale, causal)
-// plus one per tensor-core path, attention_{f16,bf16}_d{32,64,128} with the same parameters (at the end of this
-// file), which the launcher uses: a kernel gets the register count of its hungriest path, so each path has its own.
-// Compiles under NVRTC (no host headers) and nvcc. Standalone check and benchmark: tools/attention/.
+// ABI, every entry point (T = float, __half or __nv_bfloat16):
+//   (const T* q      [batch, hq,  sq,  d ] contiguous,
+//    const T* k      [batch, hkv, skv, d ] contiguous,
+//    const T* v      [batch, hkv, skv, dv] contiguous,
+//    const T* mask   additive, or nullptr; element (b,h,i,j) at mask[b*msb + h*msh + i*msq + j*msk],
+//    T* out          [batch, hq, sq, dv] contiguous,
+//    int batch, int hq, int hkv, int sq, int skv, int d, int dv,
+//    long long msb, long long msh, long long msq, long long msk,   mask strides in elements (0 = broadcast)
+//    float scale,    multiplies q.k
+//    int causal)     1: query i sees key j only if j <= i + (skv - sq) (aligned to the end)
+// Query head h reads kv head h / (hq / hkv). Accumulation in f32, one rounding to T on store.
 //
-// Two code paths inside each entry point, chosen from (dtype, d, dv, pointer alignment, architecture); the
-// launcher (src/backend/cuda/attention.rs) makes the same choice to pick the launch geometry:
+// Entry points: attention_f32 / attention_f16 / attention_bf16 run the generic path; the fast paths have one
+// entry point per (dtype, head size), attention_{f16,bf16}_d{32,64,128} (tensor cores) and
+// attention_f32_d{32,64,128} (register-tiled exact f32), so each gets its own register allocation. The launcher
+// (src/backend/cuda/attention.rs, `plan`) picks the entry point and the launch geometry. Compiles under NVRTC (no
+// host headers) and nvcc. Standalone check and benchmark: tools/attention/.
 //
 //  * Tensor-core path (f16/bf16, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 4 warps, every warp owns
 //    16 * MT query rows, K/V tiles stream through a 2-stage cp.async pipeline into XOR-swizzled shared memory,
@@ -21,19 +29,17 @@
 //      d = 64:  MT = 2, BR = 128, BC = 64, Q fragments in registers, Q staged in the second stage: 32 KiB
 //      d = 128: MT = 2, BR = 128, BC = 32, Q fragments re-read from shared memory every tile;
 //               shared memory 64 KiB (the launcher raises the function's dynamic shared-memory limit)
+//  * Register-tiled f32 path (f32, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): exact FP32 FMA, see
+//    attn_f32_tiled.
 //  * Generic FMA path (every dtype, any d/dv): 128 threads, 32 query rows per block, TK keys per tile
 //    (largest of 32/16/8/4 whose shared-memory need fits 48 KiB, else 4 with the limit raised), all math in f32
 //    in shared memory.
 //
-// Grid for both: x = ceil(sq / rows_per_block), y = batch * hq; block = 128 threads. Causal launches map
+// Grid for every path: x = ceil(sq / rows_per_block), y = batch * hq; block = 128 threads. Causal launches map
 // blockIdx.x in reverse so the longest query blocks start first.
 //
 // Semantics: out[b,h,i,:] = softmax_j(scale * q.k_j + mask[b,h,i,j]) v_j, with key j visible to query i only if
 // j <= i + (skv - sq) when causal. A row whose keys are all masked produces 0.
-//
-// f32 with d == dv in {32, 64, 128}, q/k/v 16-byte aligned, on sm_80+ has entry points of its own,
-// attention_f32_d32 / _d64 / _d128 (same parameters): exact FP32 register-tiled flash attention, see
-// attn_f32_tiled. The launcher calls them instead of attention_f32, whose generic path takes every other f32 case.
 //
 // The MLXN_ATTN_* macros select tile variants for the standalone harness's comparisons (tools/attention); the
 // launcher knows only the defaults, which were the fastest measured on an H100 (tools/attention/README.md).
