@@ -171,6 +171,27 @@ fn executor_is_shared_between_threads() {
     });
 }
 
+/// A CPU graph big enough to run on a rayon worker (the runner's `WORKER_MIN_FLOPS`) gives the same outputs when
+/// run from the main thread, from other threads at once, and from inside rayon's own pool (where it runs inline).
+#[test]
+fn large_cpu_graph_same_from_every_thread() {
+    use rayon::prelude::*;
+    let graph = transformer_block(64, 384, DType::F32, 5).unwrap();
+    let compiled = Executor::cpu().compile(&graph).unwrap();
+    let inputs: Vec<Vec<Tensor>> = (0..3).map(|t| inputs_for(&graph, 200 + t)).collect();
+    let expected: Vec<Vec<f32>> = inputs.iter().map(|i| compiled.run(i).unwrap()[0].to_f32_vec()).collect();
+    assert!(expected.iter().flatten().all(|v| v.is_finite()));
+    assert_ne!(expected[0], expected[1], "different inputs must give different outputs");
+    std::thread::scope(|s| {
+        for (inp, want) in inputs.iter().zip(&expected) {
+            let c = &compiled;
+            s.spawn(move || assert_eq!(&c.run(inp).unwrap()[0].to_f32_vec(), want));
+        }
+    });
+    let from_pool: Vec<Vec<f32>> = inputs.par_iter().map(|i| compiled.run(i).unwrap()[0].to_f32_vec()).collect();
+    assert_eq!(from_pool, expected);
+}
+
 #[test]
 fn wrong_inputs_are_errors() {
     let graph = mlp(3);
