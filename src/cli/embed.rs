@@ -57,19 +57,26 @@ impl DtypeArg {
     }
 }
 
-/// Arguments of `embed`.
+/// The model, device and dtype, shared by `embed` and `bench-embed`.
 #[derive(Args, Debug)]
-pub struct EmbedArgs {
+struct ModelArgs {
     /// Model folder (config.json, model.safetensors, tokenizer.json, sentence-transformers files); see
     /// scripts/fetch-minilm.sh.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[arg(long = "model", value_name = "DIR")]
+    dir: PathBuf,
     /// Device.
     #[arg(long, value_enum, default_value_t = EmbedDevice::Auto)]
     device: EmbedDevice,
     /// Compute dtype.
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
+}
+
+/// Arguments of `embed`.
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    model: ModelArgs,
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -87,15 +94,8 @@ pub struct EmbedArgs {
 /// Arguments of `bench-embed`.
 #[derive(Args, Debug)]
 pub struct BenchEmbedArgs {
-    /// Model folder.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
-    /// Device.
-    #[arg(long, value_enum, default_value_t = EmbedDevice::Auto)]
-    device: EmbedDevice,
-    /// Compute dtype.
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    dtype: DtypeArg,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Texts per run (one forward pass).
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -166,8 +166,12 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     } else {
         args.texts.iter().cloned().map(Ok).collect()
     };
-    let options = EmbedOptions { policy: args.device.policy(), dtype: args.dtype.dtype(), batch_size: args.batch_size };
-    let embedder = Embedder::load(&args.model, options)?;
+    let options = EmbedOptions {
+        policy: args.model.device.policy(),
+        dtype: args.model.dtype.dtype(),
+        batch_size: args.batch_size,
+    };
+    let embedder = Embedder::load(&args.model.dir, options)?;
     let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::io(p, e))?),
         None => Box::new(std::io::stdout().lock()),
@@ -240,9 +244,10 @@ pub fn bench(args: BenchEmbedArgs) -> Result<()> {
     if args.runs == 0 || args.batch == 0 || args.tokens < 2 {
         return Err(Error::arg("bench-embed", "--runs and --batch must be >= 1 and --tokens >= 2"));
     }
-    let options = EmbedOptions { policy: args.device.policy(), dtype: args.dtype.dtype(), batch_size: args.batch };
+    let options =
+        EmbedOptions { policy: args.model.device.policy(), dtype: args.model.dtype.dtype(), batch_size: args.batch };
     let load = Instant::now();
-    let embedder = Embedder::load(&args.model, options)?;
+    let embedder = Embedder::load(&args.model.dir, options)?;
     let load_ms = load.elapsed().as_secs_f64() * 1e3;
     if args.tokens > embedder.max_seq_length() {
         return Err(Error::arg(
@@ -266,9 +271,9 @@ pub fn bench(args: BenchEmbedArgs) -> Result<()> {
     };
     eprintln!(
         "bench-embed: {} {:?} {:?} batch {} x {} tokens, {} warm-up + {} runs; load {load_ms:.0} ms; {gpu}",
-        args.model.display(),
-        args.device,
-        args.dtype,
+        args.model.dir.display(),
+        args.model.device,
+        args.model.dtype,
         args.batch,
         args.tokens,
         args.warmup,
@@ -295,9 +300,9 @@ pub fn bench(args: BenchEmbedArgs) -> Result<()> {
     }
     let summary = serde_json::json!({
         "bench": "embed",
-        "model": args.model.display().to_string(),
-        "device": format!("{:?}", args.device).to_lowercase(),
-        "dtype": format!("{:?}", args.dtype).to_lowercase(),
+        "model": args.model.dir.display().to_string(),
+        "device": format!("{:?}", args.model.device).to_lowercase(),
+        "dtype": format!("{:?}", args.model.dtype).to_lowercase(),
         "batch": args.batch,
         "tokens": args.tokens,
         "runs": args.runs,
