@@ -495,6 +495,49 @@ mod gpu {
     }
 
     #[test]
+    fn packed_attention() {
+        let Some(g) = gpu() else { return };
+        let s = seed();
+        // (batch, seq, heads, kv heads, head dim): tensor-core / f32 tiled head sizes with packed strides, MiniLM's
+        // shape, grouped heads, and head sizes only the generic path takes.
+        let shapes = [
+            (1, 1, 1, 1, 32),
+            (2, 7, 3, 3, 32),
+            (3, 129, 12, 12, 32),
+            (2, 65, 4, 2, 64),
+            (1, 130, 2, 1, 128),
+            (2, 17, 2, 2, 40),
+            (2, 9, 3, 1, 20),
+        ];
+        for d in FLOATS {
+            for (i, &(b, sq, heads, kv, hd)) in shapes.iter().enumerate() {
+                let qkv = rnd(d, &[b, sq, (heads + 2 * kv) * hd], s + i as u64);
+                for causal in [false, true] {
+                    let op = Op::PackedAttention { scale: 1.0 / (hd as f32).sqrt(), causal, heads, kv_heads: kv };
+                    let ctx = format!("packed attention {d} {:?} causal {causal}", shapes[i]);
+                    check(g, op.clone(), std::slice::from_ref(&qkv), 2.0, &ctx);
+                    let mask = rnd(d, &[1, 1, sq, sq], s + 30);
+                    check(g, op.clone(), &[qkv.clone(), mask], 2.0, &format!("{ctx} + mask"));
+                    let mask = rnd(d, &[b, 1, 1, sq], s + 31);
+                    check(g, op, &[qkv.clone(), mask], 2.0, &format!("{ctx} + [b,1,1,s] mask"));
+                }
+            }
+        }
+        // Padding as the embedder makes it: batch 0 sees 3 of 40 keys, batch 1 none (its rows give 0).
+        for d in FLOATS {
+            let qkv = rnd(d, &[2, 40, 3 * 2 * 32], s + 40);
+            let mut m = vec![0.0f32; 3];
+            m.extend([f32::NEG_INFINITY; 77]);
+            let mask = Tensor::from_vec(m, [2, 1, 1, 40]).unwrap().to_dtype(d).unwrap();
+            let op = Op::PackedAttention { scale: 0.2, causal: false, heads: 2, kv_heads: 2 };
+            let out = check(g, op, &[qkv, mask], 2.0, &format!("packed attention padding {d}")).to_f32_vec();
+            let half = out.len() / 2;
+            assert!(out[..half].iter().all(|&x| x.is_finite() && x != 0.0), "{d}: visible keys: {:?}", &out[..8]);
+            assert!(out[half..].iter().all(|&x| x == 0.0), "{d}: fully masked batch: {:?}", &out[half..half + 8]);
+        }
+    }
+
+    #[test]
     fn matmul_and_fused_linear() {
         let Some(g) = gpu() else { return };
         let s = seed();
@@ -689,6 +732,13 @@ mod gpu {
             let v = rnd(d, &[1, 1, 70, hd], s + 5);
             let op = Op::Attention { scale: 1.0 / (hd as f32).sqrt(), causal: true };
             check(g, op, &[q, k, v], 2.0, &format!("racecheck attention {d} d={hd}"));
+        }
+        // Packed operands with a padding mask staged through shared memory.
+        for (d, hd) in [(DType::F16, 32), (DType::BF16, 64), (DType::F32, 32)] {
+            let qkv = rnd(d, &[2, 130, 3 * 2 * hd], s + 6);
+            let mask = rnd(d, &[2, 1, 1, 130], s + 7);
+            let op = Op::PackedAttention { scale: 1.0 / (hd as f32).sqrt(), causal: false, heads: 2, kv_heads: 2 };
+            check(g, op, &[qkv, mask], 2.0, &format!("racecheck packed attention {d} d={hd}"));
         }
     }
 

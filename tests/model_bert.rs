@@ -61,7 +61,10 @@ fn projections_fuse_into_linear_kernels() {
     let g = optimize(&model.graph(2, 8, false).unwrap());
     let count = |f: fn(&Op) -> bool| g.nodes().iter().filter(|n| f(&n.op)).count();
     let layers = model.config().num_hidden_layers;
-    assert_eq!(count(|o| matches!(o, Op::FusedLinearAdd { transpose_b: true })), 5 * layers, "{}", g.describe());
+    // Per layer: the stacked QKV projection, the attention output projection and the second feed-forward layer.
+    assert_eq!(count(|o| matches!(o, Op::FusedLinearAdd { transpose_b: true })), 3 * layers, "{}", g.describe());
+    assert_eq!(count(|o| matches!(o, Op::PackedAttention { .. })), layers);
+    assert_eq!(count(|o| matches!(o, Op::Transpose { .. } | Op::Attention { .. })), 0, "{}", g.describe());
     assert_eq!(count(|o| matches!(o, Op::FusedLinearAddGelu { transpose_b: true, .. })), layers);
     assert_eq!(count(|o| matches!(o, Op::MatMul { .. })), 0, "{}", g.describe());
 }

@@ -263,6 +263,62 @@ fn attention_matches_reference() {
 }
 
 #[test]
+fn packed_attention_matches_reference() {
+    let s = seed();
+    // (batch, seq, heads, kv heads, head dim, causal, mask shape)
+    type Case<'a> = (usize, usize, usize, usize, usize, bool, Option<&'a [usize]>);
+    let cases: [Case; 7] = [
+        (1, 1, 1, 1, 1, false, None),
+        (2, 7, 3, 3, 8, false, Some(&[2, 1, 1, 7])),
+        (1, 65, 4, 2, 16, true, None),
+        (3, 33, 2, 1, 5, false, Some(&[3, 2, 33, 33])),
+        (2, 130, 12, 12, 32, false, Some(&[2, 1, 1, 130])),
+        (1, 300, 2, 2, 24, true, Some(&[300, 300])),
+        (1, 9, 6, 3, 64, true, Some(&[1])),
+    ];
+    for (ci, &(b, sq, heads, kv, d, causal, mask_shape)) in cases.iter().enumerate() {
+        for dt in FLOATS {
+            let seed = s.wrapping_add(ci as u64 * 10);
+            let qkv = rand(dt, &[b, sq, (heads + 2 * kv) * d], 1.5, seed);
+            let mask = mask_shape.map(|shape| {
+                let mv: Vec<f32> = rand(DType::F32, shape, 1.0, seed + 3)
+                    .to_f32_vec()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| if x > 0.7 || i % 89 == 2 { f32::NEG_INFINITY } else { x })
+                    .collect();
+                from_f32(mv, shape, dt)
+            });
+            let scale = 1.0 / (d as f32).sqrt();
+            let op = Op::PackedAttention { scale, causal, heads, kv_heads: kv };
+            let mut ins = vec![&qkv];
+            ins.extend(mask.as_ref());
+            let got = run_op(&op, &ins, ci % 2 == 1).unwrap();
+            assert_eq!(got.shape().dims(), [b, sq, heads * d]);
+            let want =
+                packed_attention(&R::of(&qkv), mask.as_ref().map(R::of).as_ref(), heads, kv, scale as f64, causal);
+            let (atol, rtol) = if dt == DType::F32 { (2e-6, 1e-5) } else { tol(dt, 1.0) };
+            assert_close(&got, &want, atol, rtol, &format!("packed attention case {ci} {dt} seed {s}"));
+        }
+    }
+    // Bad operands are errors, not panics.
+    let qkv = rand(DType::F32, &[1, 4, 20], 1.0, s);
+    for op in [
+        Op::PackedAttention { scale: 1.0, causal: false, heads: 2, kv_heads: 2 }, // 6 heads do not split 20
+        Op::PackedAttention { scale: 1.0, causal: false, heads: 3, kv_heads: 2 }, // 3 not a multiple of 2
+        Op::PackedAttention { scale: 1.0, causal: false, heads: 2, kv_heads: 0 },
+        Op::PackedAttention { scale: f32::NAN, causal: false, heads: 2, kv_heads: 1 },
+    ] {
+        assert!(run_op(&op, &[&qkv], false).is_err(), "{op:?}");
+    }
+    let op = Op::PackedAttention { scale: 1.0, causal: false, heads: 2, kv_heads: 1 };
+    let bad_mask = rand(DType::F32, &[1, 1, 4, 5], 1.0, s);
+    assert!(run_op(&op, &[&qkv, &bad_mask], false).is_err());
+    let flat = rand(DType::F32, &[4, 20], 1.0, s);
+    assert!(run_op(&op, &[&flat], false).is_err());
+}
+
+#[test]
 fn embedding_gathers_rows_and_rejects_bad_ids() {
     let s = seed();
     for dt in FLOATS {

@@ -101,6 +101,11 @@ pub fn node_work(graph: &Graph, node: &Node) -> (f64, f64) {
             let skv = ins[1].shape.dims()[2] as f64;
             4.0 * (q[0] * q[1] * q[2] * q[3]) as f64 * skv
         }
+        Op::PackedAttention { heads, kv_heads, .. } => {
+            let q = ins[0].shape.dims();
+            let d = q[2] / (heads + 2 * kv_heads).max(1);
+            4.0 * (q[0] * heads * q[1] * d) as f64 * q[1] as f64
+        }
         Op::Input { .. } | Op::Constant { .. } => 0.0,
         _ => 10.0 * out_n,
     };

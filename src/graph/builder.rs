@@ -116,6 +116,25 @@ impl GraphBuilder {
         self.op(Op::Attention { scale, causal }, &ins)
     }
 
+    /// Self-attention over a packed QKV projection (see [`Op::PackedAttention`]); `scale` defaults to
+    /// 1/√head_dim.
+    pub fn packed_attention(
+        &mut self,
+        qkv: NodeId,
+        mask: Option<NodeId>,
+        heads: usize,
+        kv_heads: usize,
+        scale: Option<f32>,
+        causal: bool,
+    ) -> Result<NodeId> {
+        let w = self.desc(qkv)?.shape.last_dim();
+        let d = w / (heads + 2 * kv_heads).max(1);
+        let scale = scale.unwrap_or(1.0 / (d.max(1) as f32).sqrt());
+        let mut ins = vec![qkv];
+        ins.extend(mask);
+        self.op(Op::PackedAttention { scale, causal, heads, kv_heads }, &ins)
+    }
+
     /// Row gather from `table` by `ids`.
     pub fn embedding(&mut self, table: NodeId, ids: NodeId) -> Result<NodeId> {
         self.op(Op::Embedding, &[table, ids])

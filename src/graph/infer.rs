@@ -179,6 +179,49 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             }
             Ok(TensorDesc::new(q.dtype, [qd[0], qd[1], qd[2], vd[3]]))
         }
+        Op::PackedAttention { scale, heads, kv_heads, .. } => {
+            arity(op, ins, &[1, 2])?;
+            let qkv = &ins[0];
+            float("PackedAttention", qkv)?;
+            if !scale.is_finite() {
+                return Err(Error::arg("PackedAttention", format!("scale must be finite, got {scale}")));
+            }
+            if *kv_heads == 0 || heads % kv_heads != 0 {
+                return Err(Error::arg(
+                    "PackedAttention",
+                    format!("{heads} query heads are not a multiple of {kv_heads} kv heads"),
+                ));
+            }
+            let [b, s, w] = qkv.shape.dims()[..] else {
+                return Err(Error::arg(
+                    "PackedAttention",
+                    format!("qkv must be [batch, seq, (heads + 2 kv_heads) * head_dim], got {}", qkv.shape),
+                ));
+            };
+            let per_pos = heads + 2 * kv_heads;
+            if w % per_pos != 0 {
+                return Err(Error::arg(
+                    "PackedAttention",
+                    format!("qkv rows of {w} values do not split into {per_pos} heads ({heads} + 2 x {kv_heads})"),
+                ));
+            }
+            let d = w / per_pos;
+            if let Some(m) = ins.get(1) {
+                same_dtype("PackedAttention", qkv, m)?;
+                let full = Shape::new([b, *heads, s, s]);
+                let ok = m.shape.rank() <= 4
+                    && Shape::broadcast("PackedAttention", &m.shape, &full).is_ok_and(|x| x == full);
+                if !ok {
+                    return Err(Error::shape_hint(
+                        "PackedAttention",
+                        &m.shape,
+                        &full,
+                        "mask must broadcast to [b, heads, seq, seq]",
+                    ));
+                }
+            }
+            Ok(TensorDesc::new(qkv.dtype, [b, s, heads * d]))
+        }
         Op::Embedding => {
             arity(op, ins, &[2])?;
             let (table, ids) = (&ins[0], &ins[1]);

@@ -106,6 +106,22 @@ pub enum Op {
         /// Query i sees keys j ≤ i + (skv − sq) only (aligned to the end, as in decoding).
         causal: bool,
     },
+    /// Self-attention over one packed QKV projection, without layout copies. Inputs: qkv `[b, s, (heads + 2 ·
+    /// kv_heads) · d]`, each row holding the query heads, then the key heads, then the value heads (`d` values
+    /// each, as one linear layer with the three weights stacked produces them), and an optional additive mask
+    /// broadcastable to `[b, heads, s, s]`. Output `[b, s, heads · d]`, the heads side by side as the output
+    /// projection reads them. Equal to splitting the heads into `[b, h, s, d]`, [`Op::Attention`], and merging the
+    /// heads back.
+    PackedAttention {
+        /// Multiplies q·kᵀ (usually 1/√d).
+        scale: f32,
+        /// Query i sees keys j ≤ i only.
+        causal: bool,
+        /// Query heads.
+        heads: usize,
+        /// Key/value heads (`heads` must be a multiple).
+        kv_heads: usize,
+    },
     /// Row gather. Inputs: table `[vocab, dim]`, ids (u32 or i64) of any shape. Output `ids.shape + [dim]`.
     Embedding,
     /// Same elements, new shape. Input: x.
@@ -176,6 +192,7 @@ impl Op {
             Op::RmsNorm { .. } => "RmsNorm",
             Op::Softmax => "Softmax",
             Op::Attention { .. } => "Attention",
+            Op::PackedAttention { .. } => "PackedAttention",
             Op::Embedding => "Embedding",
             Op::Reshape { .. } => "Reshape",
             Op::Transpose { .. } => "Transpose",

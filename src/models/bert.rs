@@ -1,7 +1,7 @@
 //! The BERT encoder as a graph: embeddings (word + token type 0 + position) and LayerNorm, then per layer
-//! self-attention with an additive padding mask, output projection + residual + LayerNorm, and a GELU
-//! feed-forward block + residual + LayerNorm. Written with plain MatMul + Add (+ Gelu) so the fusion pass turns
-//! every projection into FusedLinearAdd / FusedLinearAddGelu.
+//! self-attention with an additive padding mask (one stacked QKV projection feeding PackedAttention), output
+//! projection + residual + LayerNorm, and a GELU feed-forward block + residual + LayerNorm. Written with plain
+//! MatMul + Add (+ Gelu) so the fusion pass turns every projection into FusedLinearAdd / FusedLinearAddGelu.
 
 use std::path::Path;
 
@@ -27,9 +27,9 @@ struct Norm {
 
 #[derive(Clone, Debug)]
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value projections stacked into one `[3 · hidden, hidden]` layer: one product instead of
+    /// three, and its output feeds [`crate::graph::Op::PackedAttention`] without layout copies.
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: Norm,
     intermediate: Linear,
@@ -107,9 +107,11 @@ impl BertModel {
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
             layers.push(Layer {
-                query: linear(&format!("{p}.attention.self.query"), h, h)?,
-                key: linear(&format!("{p}.attention.self.key"), h, h)?,
-                value: linear(&format!("{p}.attention.self.value"), h, h)?,
+                qkv: stack(&[
+                    linear(&format!("{p}.attention.self.query"), h, h)?,
+                    linear(&format!("{p}.attention.self.key"), h, h)?,
+                    linear(&format!("{p}.attention.self.value"), h, h)?,
+                ])?,
                 attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                 intermediate: linear(&format!("{p}.intermediate.dense"), ff, h)?,
@@ -144,7 +146,7 @@ impl BertModel {
     pub fn encoder(&self, g: &mut GraphBuilder, ids: NodeId, bias: Option<NodeId>) -> Result<BertNodes> {
         let c = &self.config;
         let dims = g.desc(ids)?.shape.dims().to_vec();
-        let [batch, seq] = dims[..] else {
+        let [_, seq] = dims[..] else {
             return Err(Error::arg("BertModel::encoder", format!("ids must be [batch, seq], got {dims:?}")));
         };
         if seq == 0 || seq > c.max_position_embeddings {
@@ -153,7 +155,7 @@ impl BertModel {
                 format!("sequence length {seq} must be in 1..={}", c.max_position_embeddings),
             ));
         }
-        let (h, heads, hd) = (c.hidden_size, c.num_attention_heads, c.head_dim());
+        let heads = c.num_attention_heads;
 
         let word = g.constant(self.word.clone());
         // The rows used are cut on the host when the graph is built, so no Slice runs per call.
@@ -168,19 +170,8 @@ impl BertModel {
 
         let mut outs = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let split = |g: &mut GraphBuilder, t: NodeId| -> Result<NodeId> {
-                let t = g.reshape(t, [batch, seq, heads, hd])?;
-                g.transpose(t, &[0, 2, 1, 3])
-            };
-            let q = self.linear(g, x, &layer.query)?;
-            let q = split(g, q)?;
-            let k = self.linear(g, x, &layer.key)?;
-            let k = split(g, k)?;
-            let v = self.linear(g, x, &layer.value)?;
-            let v = split(g, v)?;
-            let a = g.attention(q, k, v, bias, None, false)?;
-            let a = g.transpose(a, &[0, 2, 1, 3])?;
-            let a = g.reshape(a, [batch, seq, h])?;
+            let qkv = self.linear(g, x, &layer.qkv)?;
+            let a = g.packed_attention(qkv, bias, heads, heads, None, false)?;
             let a = self.linear(g, a, &layer.attn_out)?;
             let a = g.add(a, x)?;
             let a = self.norm(g, a, &layer.attn_norm)?;
@@ -228,6 +219,18 @@ impl BertModel {
         let b = g.constant(n.b.clone());
         g.layer_norm(x, w, b, self.config.layer_norm_eps)
     }
+}
+
+/// Linear layers with the same input stacked into one: weights joined along the output rows, biases likewise.
+fn stack(parts: &[Linear]) -> Result<Linear> {
+    let join = |ts: Vec<&Tensor>| -> Result<Tensor> {
+        let dtype = ts[0].dtype();
+        let mut dims = ts[0].shape().dims().to_vec();
+        dims[0] = ts.iter().map(|t| t.shape().dims()[0]).sum();
+        let bytes: Vec<u8> = ts.iter().flat_map(|t| t.as_bytes().iter().copied()).collect();
+        Tensor::from_host_vec(HostVec::from_bytes(dtype, &bytes)?, dims)
+    };
+    Ok(Linear { w: join(parts.iter().map(|l| &l.w).collect())?, b: join(parts.iter().map(|l| &l.b).collect())? })
 }
 
 /// The first `rows` rows of a 2-D table, as a new tensor.

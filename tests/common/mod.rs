@@ -196,6 +196,18 @@ pub fn attention(q: &R, k: &R, v: &R, mask: Option<&R>, scale: f64, causal: bool
     R::new(&[b, hq, sq, dv], out)
 }
 
+/// Op::PackedAttention: split qkv `[b, s, (heads + 2 kv) d]` into `[b, h, s, d]` heads, attention, merge the heads.
+pub fn packed_attention(qkv: &R, mask: Option<&R>, heads: usize, kv: usize, scale: f64, causal: bool) -> R {
+    let (b, s, w) = (qkv.shape[0], qkv.shape[1], qkv.shape[2]);
+    let d = w / (heads + 2 * kv);
+    let part = |first: usize, n: usize| {
+        let x = slice(qkv, 2, first * d, (first + n) * d);
+        transpose(&R::new(&[b, s, n, d], x.data), &[0, 2, 1, 3])
+    };
+    let o = attention(&part(0, heads), &part(heads, kv), &part(heads + kv, kv), mask, scale, causal);
+    R::new(&[b, s, heads * d], transpose(&o, &[0, 2, 1, 3]).data)
+}
+
 pub fn transpose(x: &R, perm: &[usize]) -> R {
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
     let st = strides(&x.shape);

@@ -47,6 +47,24 @@ fn dims4(s: &Shape) -> [usize; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
+/// A mask as f32 with its strides broadcast to [b, hq, sq, skv].
+type MaskInput<'a> = (Cow<'a, [f32]>, [usize; 4]);
+
+/// The mask input (if any) as f32 with its strides broadcast to `full` = [b, hq, sq, skv].
+fn mask_input<'a>(
+    x: Option<&&'a CpuBuffer>,
+    d: Option<&TensorDesc>,
+    full: [usize; 4],
+) -> Result<Option<MaskInput<'a>>> {
+    Ok(match (x, d) {
+        (Some(m), Some(md)) => {
+            let st = md.shape.broadcast_strides(&Shape::new(full));
+            Some((f32_input(m, md)?, [st[0], st[1], st[2], st[3]]))
+        }
+        _ => None,
+    })
+}
+
 /// softmax(scale·q·kᵀ + mask, causal) · v over inputs q, k, v[, mask]. A query row that sees no key gives 0.
 pub(crate) fn attention(
     xs: &[&CpuBuffer],
@@ -62,13 +80,7 @@ pub(crate) fn attention(
     let [b, hq, sq, d] = dims4(&ds[0].shape);
     let [_, hkv, skv, _] = dims4(&ds[1].shape);
     let dv = ds[2].shape.dims()[3];
-    let mask: Option<(Cow<'_, [f32]>, [usize; 4])> = match (xs.get(3), ds.get(3)) {
-        (Some(m), Some(md)) => {
-            let st = md.shape.broadcast_strides(&Shape::new([b, hq, sq, skv]));
-            Some((f32_input(m, md)?, [st[0], st[1], st[2], st[3]]))
-        }
-        _ => None,
-    };
+    let mask = mask_input(xs.get(3), ds.get(3), [b, hq, sq, skv])?;
     let p = Problem {
         q: &q,
         k: &k,
@@ -84,23 +96,91 @@ pub(crate) fn attention(
         scale,
         causal,
     };
+    write_f32(out, od.shape.numel(), |o| p.run(b, o))
+}
+
+/// [`attention`] over a packed projection qkv `[b, s, (heads + 2 kv_heads) · d]` (and an optional mask), output
+/// `[b, s, heads · d]`. The heads are split into `[b, h, s, d]` copies and merged back around the same tiled
+/// kernel: on the CPU these copies cost what the Transpose nodes they replace did.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn packed_attention(
+    xs: &[&CpuBuffer],
+    ds: &[TensorDesc],
+    scale: f32,
+    causal: bool,
+    heads: usize,
+    kv_heads: usize,
+    out: &mut HostVec,
+    od: &TensorDesc,
+) -> Result<()> {
+    let qkv = f32_input(xs[0], &ds[0])?;
+    let dims = ds[0].shape.dims();
+    let (b, s, w) = (dims[0], dims[1], dims[2]);
+    let d = w / (heads + 2 * kv_heads).max(1);
+    // Head h of position i in batch bi starts at (bi·s + i)·w + col0 + h·d.
+    let split = |col0: usize, hs: usize| -> Vec<f32> {
+        let mut t = vec![0f32; b * hs * s * d];
+        t.par_chunks_mut((s * d).max(1)).enumerate().for_each(|(bh, th)| {
+            let (bi, h) = (bh / hs, bh % hs);
+            for (i, row) in th.chunks_mut(d.max(1)).enumerate() {
+                let src = (bi * s + i) * w + col0 + h * d;
+                row.copy_from_slice(&qkv[src..src + d]);
+            }
+        });
+        t
+    };
+    let q = split(0, heads);
+    let k = split(heads * d, kv_heads);
+    let v = split((heads + kv_heads) * d, kv_heads);
+    let mask = mask_input(xs.get(1), ds.get(1), [b, heads, s, s])?;
+    let p = Problem {
+        q: &q,
+        k: &k,
+        v: &v,
+        mask: mask.as_ref().map(|(m, s)| (&m[..], *s)),
+        hq: heads,
+        group: heads / kv_heads.max(1),
+        hkv: kv_heads,
+        sq: s,
+        skv: s,
+        d,
+        dv: d,
+        scale,
+        causal,
+    };
+    let mut heads_out = vec![0f32; b * heads * s * d];
+    p.run(b, &mut heads_out)?;
     write_f32(out, od.shape.numel(), |o| {
+        o.par_chunks_mut((s * heads * d).max(1)).enumerate().for_each(|(bi, ob)| {
+            for (i, orow) in ob.chunks_mut((heads * d).max(1)).enumerate() {
+                for (h, oh) in orow.chunks_mut(d.max(1)).enumerate() {
+                    let src = ((bi * heads + h) * s + i) * d;
+                    oh.copy_from_slice(&heads_out[src..src + d]);
+                }
+            }
+        });
+        Ok(())
+    })
+}
+
+impl Problem<'_> {
+    /// The whole problem into `o` ([b, hq, sq, dv]), in parallel over heads and query blocks when large enough.
+    fn run(&self, b: usize, o: &mut [f32]) -> Result<()> {
+        let (hq, sq, skv, d, dv) = (self.hq, self.sq, self.skv, self.d, self.dv);
         if o.is_empty() {
             return Ok(());
         }
         if b * hq * sq * skv * (d + dv) < PARALLEL_MIN {
             // Waking the other threads would cost more than the whole job (decoding one token, tiny heads).
             return o.chunks_mut(sq * dv).enumerate().try_for_each(|(bh, oh)| {
-                oh.chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| p.block(bh, qb * BQ, ob))
+                oh.chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| self.block(bh, qb * BQ, ob))
             });
         }
         o.par_chunks_mut(sq * dv).enumerate().try_for_each(|(bh, oh)| {
-            oh.par_chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| p.block(bh, qb * BQ, ob))
+            oh.par_chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| self.block(bh, qb * BQ, ob))
         })
-    })
-}
+    }
 
-impl Problem<'_> {
     /// Query rows `i0..` (as many as `out` holds) of head `bh` (= batch · hq + head).
     fn block(&self, bh: usize, i0: usize, out: &mut [f32]) -> Result<()> {
         let (d, dv, sq, skv) = (self.d, self.dv, self.sq, self.skv);

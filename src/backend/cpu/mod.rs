@@ -132,6 +132,9 @@ impl Backend for CpuBackend {
             Op::RmsNorm { eps } => norm::rms_norm(inputs, ins, *eps, hv, od),
             Op::Softmax => softmax::softmax(inputs[0], &ins[0], hv, od),
             Op::Attention { scale, causal } => attention::attention(inputs, ins, *scale, *causal, hv, od),
+            Op::PackedAttention { scale, causal, heads, kv_heads } => {
+                attention::packed_attention(inputs, ins, *scale, *causal, *heads, *kv_heads, hv, od)
+            }
             Op::Embedding => embedding::embedding(inputs[0], &ins[0], inputs[1], &ins[1], hv, od),
             Op::Reshape { .. } => layout::copy(inputs[0], &ins[0], hv, od),
             Op::Transpose { perm } => layout::transpose(inputs[0], &ins[0], perm, hv, od),
