@@ -29,11 +29,16 @@ struct Problem<'a> {
     q: &'a [f32],
     k: &'a [f32],
     v: &'a [f32],
+    /// Element (b, h, i, c) of q is `q[b·qs[0] + h·qs[1] + i·qs[2] + c]`; likewise k and v with the kv head.
+    qs: [usize; 3],
+    ks: [usize; 3],
+    vs: [usize; 3],
+    /// The output is `[b, s, hq · dv]` (heads side by side) instead of `[b, hq, s, dv]`.
+    packed_out: bool,
     /// The mask and its strides broadcast to [b, hq, sq, skv].
     mask: Option<(&'a [f32], [usize; 4])>,
     hq: usize,
     group: usize,
-    hkv: usize,
     sq: usize,
     skv: usize,
     d: usize,
@@ -85,10 +90,13 @@ pub(crate) fn attention(
         q: &q,
         k: &k,
         v: &v,
+        qs: [hq * sq * d, sq * d, d],
+        ks: [hkv * skv * d, skv * d, d],
+        vs: [hkv * skv * dv, skv * dv, dv],
+        packed_out: false,
         mask: mask.as_ref().map(|(m, s)| (&m[..], *s)),
         hq,
         group: hq / hkv.max(1),
-        hkv,
         sq,
         skv,
         d,
@@ -100,8 +108,7 @@ pub(crate) fn attention(
 }
 
 /// [`attention`] over a packed projection qkv `[b, s, (heads + 2 kv_heads) · d]` (and an optional mask), output
-/// `[b, s, heads · d]`. The heads are split into `[b, h, s, d]` copies and merged back around the same tiled
-/// kernel: on the CPU these copies cost what the Transpose nodes they replace did.
+/// `[b, s, heads · d]`: the same tiled kernel, reading the heads in place through their strides.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn packed_attention(
     xs: &[&CpuBuffer],
@@ -117,30 +124,20 @@ pub(crate) fn packed_attention(
     let dims = ds[0].shape.dims();
     let (b, s, w) = (dims[0], dims[1], dims[2]);
     let d = w / (heads + 2 * kv_heads).max(1);
-    // Head h of position i in batch bi starts at (bi·s + i)·w + col0 + h·d.
-    let split = |col0: usize, hs: usize| -> Vec<f32> {
-        let mut t = vec![0f32; b * hs * s * d];
-        t.par_chunks_mut((s * d).max(1)).enumerate().for_each(|(bh, th)| {
-            let (bi, h) = (bh / hs, bh % hs);
-            for (i, row) in th.chunks_mut(d.max(1)).enumerate() {
-                let src = (bi * s + i) * w + col0 + h * d;
-                row.copy_from_slice(&qkv[src..src + d]);
-            }
-        });
-        t
-    };
-    let q = split(0, heads);
-    let k = split(heads * d, kv_heads);
-    let v = split((heads + kv_heads) * d, kv_heads);
     let mask = mask_input(xs.get(1), ds.get(1), [b, heads, s, s])?;
+    // Every head is read in place: row i of head h in batch bi starts at (bi·s + i)·w + h·d of its part.
+    let strides = [s * w, d, w];
     let p = Problem {
-        q: &q,
-        k: &k,
-        v: &v,
+        q: &qkv,
+        k: &qkv[(heads * d).min(qkv.len())..],
+        v: &qkv[((heads + kv_heads) * d).min(qkv.len())..],
+        qs: strides,
+        ks: strides,
+        vs: strides,
+        packed_out: true,
         mask: mask.as_ref().map(|(m, s)| (&m[..], *s)),
         hq: heads,
         group: heads / kv_heads.max(1),
-        hkv: kv_heads,
         sq: s,
         skv: s,
         d,
@@ -148,19 +145,7 @@ pub(crate) fn packed_attention(
         scale,
         causal,
     };
-    let mut heads_out = vec![0f32; b * heads * s * d];
-    p.run(b, &mut heads_out)?;
-    write_f32(out, od.shape.numel(), |o| {
-        o.par_chunks_mut((s * heads * d).max(1)).enumerate().for_each(|(bi, ob)| {
-            for (i, orow) in ob.chunks_mut((heads * d).max(1)).enumerate() {
-                for (h, oh) in orow.chunks_mut(d.max(1)).enumerate() {
-                    let src = ((bi * heads + h) * s + i) * d;
-                    oh.copy_from_slice(&heads_out[src..src + d]);
-                }
-            }
-        });
-        Ok(())
-    })
+    write_f32(out, od.shape.numel(), |o| p.run(b, o))
 }
 
 impl Problem<'_> {
@@ -170,7 +155,30 @@ impl Problem<'_> {
         if o.is_empty() {
             return Ok(());
         }
-        if b * hq * sq * skv * (d + dv) < PARALLEL_MIN {
+        let serial = b * hq * sq * skv * (d + dv) < PARALLEL_MIN;
+        if self.packed_out {
+            // One task per (batch, query block): its output rows are one contiguous chunk holding every head.
+            let row = hq * dv;
+            let task = |bi: usize, qb: usize, ob: &mut [f32]| -> Result<()> {
+                let mut head = vec![0f32; ob.len() / hq];
+                for h in 0..hq {
+                    self.block(bi * hq + h, qb * BQ, &mut head)?;
+                    for (dst, src) in ob.chunks_exact_mut(row).zip(head.chunks_exact(dv)) {
+                        dst[h * dv..(h + 1) * dv].copy_from_slice(src);
+                    }
+                }
+                Ok(())
+            };
+            if serial {
+                return o.chunks_mut(sq * row).enumerate().try_for_each(|(bi, obt)| {
+                    obt.chunks_mut(BQ * row).enumerate().try_for_each(|(qb, ob)| task(bi, qb, ob))
+                });
+            }
+            return o.par_chunks_mut(sq * row).enumerate().try_for_each(|(bi, obt)| {
+                obt.par_chunks_mut(BQ * row).enumerate().try_for_each(|(qb, ob)| task(bi, qb, ob))
+            });
+        }
+        if serial {
             // Waking the other threads would cost more than the whole job (decoding one token, tiny heads).
             return o.chunks_mut(sq * dv).enumerate().try_for_each(|(bh, oh)| {
                 oh.chunks_mut(BQ * dv).enumerate().try_for_each(|(qb, ob)| self.block(bh, qb * BQ, ob))
@@ -186,9 +194,10 @@ impl Problem<'_> {
         let (d, dv, sq, skv) = (self.d, self.dv, self.sq, self.skv);
         let bq = out.len() / dv;
         let (bi, h) = (bh / self.hq, bh % self.hq);
-        let kvh = bi * self.hkv + h / self.group;
-        let q_off = (bh * sq + i0) * d;
-        let (k_base, v_base) = (kvh * skv * d, kvh * skv * dv);
+        let hk = h / self.group;
+        let (qs, ks, vs) = (self.qs, self.ks, self.vs);
+        let q_off = bi * qs[0] + h * qs[1] + i0 * qs[2];
+        let (k_base, v_base) = (bi * ks[0] + hk * ks[1], bi * vs[0] + hk * vs[1]);
         let mut scores = vec![0f32; bq * BK.min(skv.max(1))];
         let mut m = vec![f32::NEG_INFINITY; bq];
         let mut l = vec![0f32; bq];
@@ -201,17 +210,18 @@ impl Problem<'_> {
             let s = &mut scores[..bq * bk];
             // Tiny tiles (decoding, short sequences) cost less as plain loops than as two gemm calls.
             let small = bq * bk * (d + dv) <= SMALL_TILE;
-            let k_tile = &self.k[k_base + j0 * d..k_base + (j0 + bk) * d];
-            let v_tile = &self.v[v_base + j0 * dv..v_base + (j0 + bk) * dv];
+            // Rows j0 .. j0 + bk of this kv head (the last one only d / dv long: rows may be strided).
+            let k_tile = &self.k[k_base + j0 * ks[2]..k_base + (j0 + bk - 1) * ks[2] + d];
+            let v_tile = &self.v[v_base + j0 * vs[2]..v_base + (j0 + bk - 1) * vs[2] + dv];
             if small {
-                small_scores(&self.q[q_off..q_off + bq * d], k_tile, d, s);
+                small_scores(&self.q[q_off..q_off + (bq - 1) * qs[2] + d], qs[2], k_tile, ks[2], d, bk, s);
             } else {
                 gemm_f32(
                     [bq, d, bk],
                     self.q,
-                    Mat::dense(q_off, d, false),
+                    Mat::dense(q_off, qs[2], false),
                     k_tile,
-                    Mat::dense(0, d, true),
+                    Mat::dense(0, ks[2], true),
                     s,
                     false,
                     false,
@@ -250,14 +260,14 @@ impl Problem<'_> {
                 }
             }
             if small {
-                small_pv(s, v_tile, bk, out);
+                small_pv(s, v_tile, vs[2], bk, out);
             } else {
                 gemm_f32(
                     [bq, bk, dv],
                     s,
                     Mat::dense(0, bk, false),
                     v_tile,
-                    Mat::dense(0, dv, false),
+                    Mat::dense(0, vs[2], false),
                     out,
                     false,
                     true,
@@ -304,30 +314,28 @@ multiversion! {
 }
 
 multiversion! {
-    /// s[r, c] = q_r · k_c for row-major q [rows, d] and k [cols, d].
-    fn small_scores(q: &[f32], k: &[f32], d: usize, s: &mut [f32]) {
-        let cols = k.len() / d.max(1);
-        for (qr, sr) in q.chunks_exact(d.max(1)).zip(s.chunks_exact_mut(cols.max(1))) {
-            for (kc, sv) in k.chunks_exact(d.max(1)).zip(sr.iter_mut()) {
-                *sv = math::dot(qr, kc);
+    /// s[r, c] = q_r · k_c for q rows `qrs` apart and k rows `krs` apart (`cols` keys, d values each).
+    fn small_scores(q: &[f32], qrs: usize, k: &[f32], krs: usize, d: usize, cols: usize, s: &mut [f32]) {
+        for (r, sr) in s.chunks_exact_mut(cols.max(1)).enumerate() {
+            let qr = &q[r * qrs..r * qrs + d];
+            for (c, sv) in sr.iter_mut().enumerate() {
+                *sv = math::dot(qr, &k[c * krs..c * krs + d]);
             }
-        }
-        if d == 0 {
-            s.fill(0.0);
         }
     }
 }
 
 multiversion! {
-    /// out[r, :] += Σ_c p[r, c] · v[c, :] for p [rows, cols] and v [cols, dv].
-    fn small_pv(p: &[f32], v: &[f32], cols: usize, out: &mut [f32]) {
-        let dv = v.len() / cols.max(1);
+    /// out[r, :] += Σ_c p[r, c] · v[c, :] for p [rows, cols] and v rows `vrs` apart.
+    fn small_pv(p: &[f32], v: &[f32], vrs: usize, cols: usize, out: &mut [f32]) {
+        let rows = p.len() / cols.max(1);
+        let dv = out.len() / rows.max(1);
         if dv == 0 {
             return;
         }
-        for (pr, or) in p.chunks_exact(cols).zip(out.chunks_exact_mut(dv)) {
-            for (&w, vc) in pr.iter().zip(v.chunks_exact(dv)) {
-                for (o, x) in or.iter_mut().zip(vc) {
+        for (pr, or) in p.chunks_exact(cols.max(1)).zip(out.chunks_exact_mut(dv)) {
+            for (c, &w) in pr.iter().enumerate() {
+                for (o, x) in or.iter_mut().zip(&v[c * vrs..c * vrs + dv]) {
                     *o = w.mul_add(*x, *o);
                 }
             }
