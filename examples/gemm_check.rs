@@ -320,6 +320,7 @@ mod check {
                             stride_b,
                             epilogue,
                             tf32,
+                            accumulate: false,
                         };
                         cases.push(Case { spec, offset: if counter % 7 == 3 { 1 } else { 0 } });
                     }
