@@ -405,9 +405,9 @@ impl Gemm {
             .bind_to_thread()
             .map_err(|e| Error::Gpu(format!("binding the CUDA context failed: {e:?}")))?;
         if let Some(r) = addend {
-            // Both spans are batch·m·n elements (fits: checked by `validate`).
+            // Both spans are batch·m·n elements.
             let bytes = (spec.batch as u64).saturating_mul((spec.m * spec.n) as u64).saturating_mul(elem);
-            if r < c + bytes && c < r + bytes {
+            if r < c.saturating_add(bytes) && c < r.saturating_add(bytes) {
                 return Err(Error::arg("matmul", "the addend overlaps the output: pass a separate buffer"));
             }
         }
