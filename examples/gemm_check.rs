@@ -2,8 +2,8 @@
 //! CUDA context and stream with cudarc, so it runs before the CUDA backend is wired in.
 //!
 //! 1. Correctness: hundreds of random cases (m, n, k from {1, 3, 17, 64, 127, 384, 1000}; batch 1 and 3, packed,
-//!    padded and broadcast (stride 0) batches; both transposes; f32, f32+TF32, f16, bf16; every epilogue;
-//!    misaligned pointers) against a float64 CPU reference, outputs poisoned with NaN (and a NaN guard region
+//!    padded and broadcast (stride 0) batches; both transposes; f32, f32+TF32, f16, bf16; every epilogue; with and
+//!    without an addend matrix (`GemmSpec::accumulate`, beta = 1); misaligned pointers) against a float64 CPU reference, outputs poisoned with NaN (and a NaN guard region
 //!    after C that must stay untouched).
 //! 2. Which GELU the cuBLASLt GELU epilogue computes: max and RMS error against erf- and tanh-GELU in f64.
 //! 3. Benchmarks (median of many event-timed repetitions, random inputs), written as JSON for
@@ -236,7 +236,21 @@ mod check {
         let dc = gpu.upload(&to_bytes(dt, &vec![f64::NAN; off + c_len + GUARD]))?;
         let o = (off * es) as u64;
         let bias_ptr = if with_bias { Some(gpu.ptr(&dbias) + o) } else { None };
-        gpu.gemm.run(s, gpu.ptr(&da) + o, gpu.ptr(&db) + o, bias_ptr, gpu.ptr(&dc) + o)?;
+        // The addend is drawn larger than a product term so that a lost or doubled addend is far off.
+        let addend = if s.accumulate { random_vec(rng, dt, c_len, 2.0) } else { vec![] };
+        if s.accumulate {
+            let dr = gpu.upload(&pad(&addend))?;
+            gpu.gemm.run_accumulate(
+                s,
+                gpu.ptr(&da) + o,
+                gpu.ptr(&db) + o,
+                bias_ptr,
+                gpu.ptr(&dr) + o,
+                gpu.ptr(&dc) + o,
+            )?;
+        } else {
+            gpu.gemm.run(s, gpu.ptr(&da) + o, gpu.ptr(&db) + o, bias_ptr, gpu.ptr(&dc) + o)?;
+        }
         let got = from_bytes(dt, &gpu.download(&dc)?);
         if got[..off].iter().chain(&got[off + c_len..]).any(|v| !v.is_nan()) {
             return Ok(Outcome {
@@ -247,12 +261,17 @@ mod check {
             });
         }
         let got = &got[off..off + c_len];
-        let refs = reference(s, &a, &b, &bias);
+        let mut refs = reference(s, &a, &b, &bias);
+        // D = A·B + addend + bias (no GELU with an addend: see make_cases).
+        for (r, &add) in refs.iter_mut().zip(&addend) {
+            *r = (r.0 + add, r.1 + add, r.2 + add.abs());
+        }
         let (acc, u, rel) = tolerances(s);
         let gelu = matches!(s.epilogue, Epilogue::BiasGelu(_));
         // cuBLASLt's f16/bf16 epilogues round the product (and the biased value) to the output type before the next
         // step: up to two extra roundings of values bounded by sum |a·b| + |bias|, times GELU's slope (<= 1.13).
-        let half_epilogue = matches!(dt, DType::F16 | DType::BF16) && !matches!(s.epilogue, Epilogue::None);
+        let half_epilogue =
+            matches!(dt, DType::F16 | DType::BF16) && (!matches!(s.epilogue, Epilogue::None) || s.accumulate);
         // Half of f16's smallest subnormal: outputs that small round to a fixed grid.
         let floor = if dt == DType::F16 { 2f64.powi(-25) } else { 1e-30 };
         let (mut worst, mut num, mut den, mut bad) = (0.0f64, 0.0f64, 0.0f64, None);
@@ -320,6 +339,8 @@ mod check {
                             stride_b,
                             epilogue,
                             tf32,
+                            // An addend (residual) on every third case without GELU (our ops never combine them).
+                            accumulate: counter % 3 == 1 && !matches!(epilogue, Epilogue::BiasGelu(_)),
                         };
                         cases.push(Case { spec, offset: if counter % 7 == 3 { 1 } else { 0 } });
                     }
@@ -333,6 +354,8 @@ mod check {
                 spec.tf32 = tf32;
                 spec.epilogue = Epilogue::Bias;
                 cases.push(Case { spec, offset: 0 });
+                // The residual linear layer's shape class: bias epilogue plus an addend.
+                cases.push(Case { spec: GemmSpec { accumulate: true, ..spec }, offset: 0 });
             }
         }
         cases
@@ -603,13 +626,14 @@ extern "C" __global__ void gelu_erf_bf16(unsigned short* x, unsigned long long n
         for case in &cases {
             let s = &case.spec;
             let group = format!(
-                "{:?}{} {:?}",
+                "{:?}{} {:?}{}",
                 s.dtype,
                 if s.tf32 { "+tf32" } else { "" },
                 match s.epilogue {
                     Epilogue::None => "None".to_string(),
                     e => format!("{e:?}"),
-                }
+                },
+                if s.accumulate { " +addend" } else { "" }
             );
             let o = match check_case(&gpu, &mut rng, case) {
                 Ok(o) => o,
@@ -654,6 +678,16 @@ extern "C" __global__ void gelu_erf_bf16(unsigned short* x, unsigned long long n
             let ok =
                 matches!(r, Err(Error::InvalidArgument { .. })) && matches!(r2, Err(Error::InvalidArgument { .. }));
             println!("missing bias / null pointer rejected: {}", pass(ok));
+            failures += usize::from(!ok);
+            // An addend must be passed exactly with `accumulate`, and must not overlap C (autotuning reruns).
+            let acc = GemmSpec { accumulate: true, ..GemmSpec::new(DType::BF16, 8, 8, 8) };
+            let other = gpu.upload(&to_bytes(DType::BF16, &vec![0.0; 64]))?;
+            let q = gpu.ptr(&other);
+            let r = gpu.gemm.run(&acc, q, q, None, p);
+            let r2 = gpu.gemm.run_accumulate(&acc, q, q, None, p + 16, p);
+            let r3 = gpu.gemm.run_accumulate(&GemmSpec::new(DType::BF16, 8, 8, 8), q, q, None, q, p);
+            let ok = [r, r2, r3].iter().all(|r| matches!(r, Err(Error::InvalidArgument { .. })));
+            println!("missing / overlapping / unexpected addend rejected: {}", pass(ok));
             failures += usize::from(!ok);
         }
 

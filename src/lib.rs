@@ -11,6 +11,7 @@
 //! let h = g.matmul(x, w, false, false)?;
 //! let h = g.add(h, b)?;
 //! let y = g.gelu(h, GeluKind::Erf)?; // fused into one FusedLinearAddGelu node when compiled
+//! // (MatMul + Add(bias) + Add(residual) likewise becomes one FusedLinearAddResidual node)
 //! g.output(y)?;
 //! let graph = g.build()?;
 //!

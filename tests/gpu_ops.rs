@@ -582,6 +582,72 @@ mod gpu {
         }
     }
 
+    /// FusedLinearAddResidual (cuBLASLt's bias epilogue with the residual as its C, beta = 1; k = 0 takes the
+    /// fallback: bias, then an in-place add of the residual) against float64, output poisoned: every element within
+    /// `tol(d)` of (|want| + the magnitudes summed), which is a few output ulps. W is scaled by 1/sqrt(k) and the
+    /// residual by 4, so a missing, doubled or misplaced residual (mean |r| = 2) is far outside the tolerance.
+    #[test]
+    fn fused_linear_residual() {
+        let Some(g) = gpu() else { return };
+        let s = seed();
+        // (leading dims of x, m, k, n)
+        let shapes: &[(&[usize], usize, usize, usize)] = &[
+            (&[], 1, 1, 1),
+            (&[], 1, 7, 3),
+            (&[2], 5, 33, 17),
+            (&[], 37, 70, 130),
+            (&[2, 3], 4, 16, 24),
+            (&[], 130, 257, 66),
+            (&[], 3, 0, 5),
+            (&[], 4096, 0, 1536),
+            (&[], 4096, 1536, 384),
+        ];
+        for d in FLOATS {
+            for (i, &(lead, m, k, n)) in shapes.iter().enumerate() {
+                for tb in [true, false] {
+                    let seed = s + 10 * i as u64 + tb as u64;
+                    let ctx = format!("linear+residual {d} {lead:?} {m} {k} {n} tb {tb} seed {s}");
+                    let (mut xs, mut os) = (lead.to_vec(), lead.to_vec());
+                    xs.extend([m, k]);
+                    os.extend([m, n]);
+                    let x = rnd(d, &xs, seed);
+                    let wshape = if tb { vec![n, k] } else { vec![k, n] };
+                    let w = random::uniform(d, Shape::new(wshape), 1.0 / (k.max(1) as f32).sqrt(), seed + 1);
+                    let b = rnd(d, &[n], seed + 2);
+                    let r = random::uniform(d, Shape::new(os), 4.0, seed + 3);
+                    let ins = [x, w, b, r];
+                    let op = Op::FusedLinearAddResidual { transpose_b: tb };
+                    let got = as_f64(&run(g, &op, &ins, true).unwrap_or_else(|e| panic!("{ctx}: GPU failed: {e}")));
+                    let (xv, wv, bv, rv) = (as_f64(&ins[0]), as_f64(&ins[1]), as_f64(&ins[2]), as_f64(&ins[3]));
+                    let rows_total = got.len() / n;
+                    let rows: Vec<usize> = if rows_total * n * k > 50_000_000 {
+                        (0..61).map(|j| (j * 7919 + s as usize) % rows_total).chain([0, rows_total - 1]).collect()
+                    } else {
+                        (0..rows_total).collect()
+                    };
+                    for row in rows {
+                        for j in 0..n {
+                            let res = rv[row * n + j];
+                            let (mut acc, mut mag) = (bv[j] + res, bv[j].abs() + res.abs());
+                            for q in 0..k {
+                                let wq = if tb { wv[j * k + q] } else { wv[q * n + j] };
+                                let p = xv[row * k + q] * wq;
+                                acc += p;
+                                mag += p.abs();
+                            }
+                            let got = got[row * n + j];
+                            let err = (got - acc).abs();
+                            assert!(
+                                err <= tol(d) * (acc.abs() + mag),
+                                "{ctx}: [{row}, {j}] is {got}, expected {acc} (residual {res}, error {err:.3e})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// x * Phi(x) in float64, accurate relative to its value also far in the negative tail (continued fraction
     /// for erfc there, where 1 + erf(z) would cancel).
     fn gelu_erf64(x: f64) -> f64 {

@@ -450,6 +450,66 @@ fn fused_linear_matches_reference() {
 }
 
 #[test]
+fn fused_linear_residual_matches_reference() {
+    let s = seed();
+    let cases = [
+        (vec![], 1, 1, 1),
+        (vec![], 1, 7, 3),
+        (vec![2], 5, 33, 17),
+        (vec![], 130, 65, 257),
+        (vec![2, 3], 4, 7, 9),
+        (vec![3], 1, 96, 40),
+        (vec![], 3, 0, 5),
+    ];
+    for (ci, (batch, m, k, n)) in cases.into_iter().enumerate() {
+        for tb in [false, true] {
+            for dt in FLOATS {
+                let seed = s.wrapping_add(ci as u64 * 8);
+                let mut xs = batch.clone();
+                xs.extend([m, k]);
+                let mut os = batch.clone();
+                os.extend([m, n]);
+                let x = rand(dt, &xs, 1.0, seed);
+                let w = rand(dt, &if tb { [n, k] } else { [k, n] }, 1.0, seed + 1);
+                let b = rand(dt, &[n], 1.0, seed + 2);
+                let r = rand(dt, &os, 2.0, seed + 3);
+                let lin = binary(&matmul(&R::of(&x), &R::of(&w), false, tb), &R::of(&b), |a, b| a + b);
+                let want = binary(&lin, &R::of(&r), |a, b| a + b);
+                let op = Op::FusedLinearAddResidual { transpose_b: tb };
+                let got = run_op(&op, &[&x, &w, &b, &r], ci % 2 == 1).unwrap();
+                let (atol, rtol) = tol(dt, (k as f64).sqrt() + 2.0);
+                let ctx = format!("linear+residual {xs:?} n={n} tb={tb} {dt} seed {s}");
+                assert_close(&got, &want, atol, rtol, &ctx);
+                if dt == DType::F32 {
+                    // In f32 the fused op adds in the unfused graph's order: (x·W + b) + r, bit for bit.
+                    let lin = run_op(&Op::FusedLinearAdd { transpose_b: tb }, &[&x, &w, &b], false).unwrap();
+                    let unfused = run_op(&Op::Binary(BinaryOp::Add), &[&lin, &r], false).unwrap();
+                    assert_eq!(got.to_f32_vec(), unfused.to_f32_vec(), "{ctx}: differs from Add(FusedLinearAdd)");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_linear_residual_rejects_a_residual_of_another_shape_or_dtype() {
+    let x = rand(DType::F32, &[2, 4, 3], 1.0, 1);
+    let w = rand(DType::F32, &[3, 5], 1.0, 2);
+    let b = rand(DType::F32, &[5], 1.0, 3);
+    let op = Op::FusedLinearAddResidual { transpose_b: false };
+    for (shape, dt) in [(vec![4, 5], DType::F32), (vec![2, 1, 5], DType::F32), (vec![2, 4, 6], DType::F32)] {
+        let r = rand(dt, &shape, 1.0, 4);
+        let e = run_op(&op, &[&x, &w, &b, &r], false).unwrap_err().to_string();
+        assert!(e.contains("residual") && e.contains("FusedLinearAddResidual"), "{shape:?}: {e}");
+    }
+    let r = rand(DType::F16, &[2, 4, 5], 1.0, 4);
+    let e = run_op(&op, &[&x, &w, &b, &r], false).unwrap_err().to_string();
+    assert!(e.contains("FusedLinearAddResidual") && e.contains("f16"), "{e}");
+    let e = run_op(&op, &[&x, &w, &b], false).unwrap_err().to_string();
+    assert!(e.contains("FusedLinearAddResidual"), "{e}");
+}
+
+#[test]
 fn casts_round_once_and_check_ids() {
     let s = seed();
     let x = rand(DType::F32, &[1001], 100.0, s);

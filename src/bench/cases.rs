@@ -88,6 +88,13 @@ pub fn fused_linear_gelu(dtype: DType, m: usize, k: usize, n: usize) -> BenchCas
     BenchCase::new("FusedLinearAddGelu", op, vec![m, k, n], ins).compute(2.0 * (m * k * n) as f64)
 }
 
+/// x W^T + b + residual with PyTorch's Linear layout (a BERT output projection with its residual connection).
+pub fn fused_linear_residual(dtype: DType, m: usize, k: usize, n: usize) -> BenchCase {
+    let op = Op::FusedLinearAddResidual { transpose_b: true };
+    let ins = vec![desc(dtype, &[m, k]), desc(dtype, &[n, k]), desc(dtype, &[n]), desc(dtype, &[m, n])];
+    BenchCase::new("FusedLinearAddResidual", op, vec![m, k, n], ins).compute(2.0 * (m * k * n) as f64)
+}
+
 fn elementwise(name: &'static str, op: Op, dtype: DType, n: usize, arity: usize) -> BenchCase {
     BenchCase::new(name, op, vec![n], vec![desc(dtype, &[n]); arity])
 }
@@ -125,6 +132,7 @@ pub fn suite(mode: Mode) -> Vec<BenchCase> {
         matmul(F32, 2048, 2048, 2048),
         matmul(BF16, 512, 512, 512),
         fused_linear_gelu(F32, 512, 384, 1536),
+        fused_linear_residual(F32, 512, 1536, 384),
         attention(F32, 1, 4, 128, 64),
         attention(F32, 2, 8, 1024, 64),
     ];
@@ -137,6 +145,7 @@ pub fn suite(mode: Mode) -> Vec<BenchCase> {
             rowwise("Softmax", Op::Softmax, F32, 16384, 4096),
             matmul(BF16, 4096, 384, 1536),
             fused_linear_gelu(BF16, 4096, 384, 1536),
+            fused_linear_residual(F16, 32768, 1536, 384),
             matmul(F32, 4096, 4096, 4096),
             attention(BF16, 8, 16, 2048, 64),
             matmul(BF16, 8192, 8192, 8192),

@@ -113,11 +113,18 @@ pub fn block_tokens(quick: bool) -> Vec<usize> {
 /// other operands of matmul-like ops are resident weights (the usual case in a model).
 pub fn auto_picks_gpu(case: &BenchCase, rates: &crate::exec::MachineRates) -> Result<bool> {
     use crate::graph::{GraphBuilder, Op};
-    let weights = matches!(case.op, Op::MatMul { .. } | Op::FusedLinearAdd { .. } | Op::FusedLinearAddGelu { .. });
+    let weights = matches!(
+        case.op,
+        Op::MatMul { .. }
+            | Op::FusedLinearAdd { .. }
+            | Op::FusedLinearAddGelu { .. }
+            | Op::FusedLinearAddResidual { .. }
+    );
     let mut g = GraphBuilder::new();
     let mut ids = vec![];
     for (i, d) in case.inputs.iter().enumerate() {
-        ids.push(if i > 0 && weights {
+        // Operands 1 and 2 (weight, bias) are resident; a residual (operand 3) arrives like the first.
+        ids.push(if (1..3).contains(&i) && weights {
             g.constant(crate::tensor::Tensor::zeros(d.dtype, d.shape.clone()))
         } else {
             g.input(&format!("x{i}"), d.dtype, d.shape.clone())

@@ -44,7 +44,7 @@ pub fn print_table(rows: &[BenchRow]) {
     let sp = speedups(rows);
     let any_gpu = rows.iter().any(|r| r.device != "cpu");
     println!(
-        "{:<20} {:<22} {:<5} {:<6} {:>12} {:>10} {:>10}{}",
+        "{:<22} {:<22} {:<5} {:<6} {:>12} {:>10} {:>10}{}",
         "op",
         "shape",
         "dtype",
@@ -62,7 +62,7 @@ pub fn print_table(rows: &[BenchRow]) {
             (true, None) => format!(" {:>10}", "-"),
         };
         println!(
-            "{:<20} {:<22} {:<5} {:<6} {:>12.1} {:>10} {:>10}{}",
+            "{:<22} {:<22} {:<5} {:<6} {:>12.1} {:>10} {:>10}{}",
             r.op,
             format!("{:?}", r.shape),
             r.dtype,

@@ -141,11 +141,11 @@ pub fn explain(device: DeviceArg, tokens: usize, hidden: usize) -> Result<()> {
     let rates = exec.rates()?;
     println!("cost model rates: {rates:?}");
     println!("TransformerBlock [{tokens}, {hidden}] under {policy:?}:");
-    println!("{:>4} {:<20} {:<18} {:<6} {:>12} {:>12}", "node", "op", "shape", "device", "estimate_us", "measured_us");
+    println!("{:>4} {:<22} {:<18} {:<6} {:>12} {:>12}", "node", "op", "shape", "device", "estimate_us", "measured_us");
     let rows = mlx_native::bench::explain(&exec, tokens, hidden)?;
     for r in &rows {
         println!(
-            "{:>4} {:<20} {:<18} {:<6} {:>12.1} {:>12.1}",
+            "{:>4} {:<22} {:<18} {:<6} {:>12.1} {:>12.1}",
             r.index,
             r.op,
             format!("{:?}", r.shape),

@@ -51,7 +51,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
         /// Run only the rows whose name is in this comma-separated list (for example
-        /// `MatMul,FusedLinearAddGelu,Attention,Copy`; also `GemmDirect`, `PlanReplay100`, `TransformerBlock`).
+        /// `MatMul,FusedLinearAddGelu,FusedLinearAddResidual,Attention,Copy`; also `GemmDirect`, `PlanReplay100`,
+        /// `TransformerBlock`).
         #[arg(long, value_name = "NAMES", value_delimiter = ',')]
         only: Vec<String>,
     },

@@ -91,7 +91,10 @@ pub fn node_work(graph: &Graph, node: &Node) -> (f64, f64) {
                 .map(|(s, [_, k, _])| 2.0 * s.numel() as f64 * k as f64)
                 .unwrap_or(0.0)
         }
-        Op::FusedLinearAdd { transpose_b } | Op::FusedLinearAddGelu { transpose_b, .. } => {
+        // The residual's bytes are in `bytes` with the other inputs'.
+        Op::FusedLinearAdd { transpose_b }
+        | Op::FusedLinearAddGelu { transpose_b, .. }
+        | Op::FusedLinearAddResidual { transpose_b } => {
             matmul_shape("cost", &ins[0].shape, &ins[1].shape, false, *transpose_b)
                 .map(|(s, [_, k, _])| 2.0 * s.numel() as f64 * k as f64 + 10.0 * s.numel() as f64)
                 .unwrap_or(0.0)
@@ -201,7 +204,9 @@ pub fn place(graph: &Graph, policy: PlacementPolicy, rates: &MachineRates) -> Ve
             .map(|nd| {
                 let big = match nd.op {
                     Op::MatMul { .. } => nd.out.shape.numel() > matmul,
-                    Op::FusedLinearAdd { .. } | Op::FusedLinearAddGelu { .. } => nd.out.shape.numel() > fused,
+                    Op::FusedLinearAdd { .. } | Op::FusedLinearAddGelu { .. } | Op::FusedLinearAddResidual { .. } => {
+                        nd.out.shape.numel() > fused
+                    }
                     _ => false,
                 };
                 // Constants are resident on the GPU whatever reads them.

@@ -316,8 +316,11 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             }
             Ok(TensorDesc::new(*to, ins[0].shape.clone()))
         }
-        Op::FusedLinearAdd { transpose_b } | Op::FusedLinearAddGelu { transpose_b, .. } => {
-            arity(op, ins, &[3])?;
+        Op::FusedLinearAdd { transpose_b }
+        | Op::FusedLinearAddGelu { transpose_b, .. }
+        | Op::FusedLinearAddResidual { transpose_b } => {
+            let residual = matches!(op, Op::FusedLinearAddResidual { .. });
+            arity(op, ins, &[if residual { 4 } else { 3 }])?;
             let (x, w, b) = (&ins[0], &ins[1], &ins[2]);
             float(op.name(), x)?;
             same_dtype(op.name(), x, w)?;
@@ -328,6 +331,13 @@ pub fn infer(op: &Op, ins: &[TensorDesc]) -> Result<TensorDesc> {
             let (shape, [_, _, n]) = matmul_shape(op.name(), &x.shape, &w.shape, false, *transpose_b)?;
             if b.shape.dims() != [n] {
                 return Err(Error::shape_hint(op.name(), &shape, &b.shape, format!("bias must be [{n}]")));
+            }
+            if let Some(r) = ins.get(3) {
+                same_dtype(op.name(), x, r)?;
+                if r.shape != shape {
+                    let hint = format!("the residual must have the output's shape {shape} (no broadcasting)");
+                    return Err(Error::shape_hint(op.name(), &shape, &r.shape, hint));
+                }
             }
             Ok(TensorDesc::new(x.dtype, shape))
         }

@@ -176,6 +176,13 @@ pub enum Op {
         /// Which GELU.
         gelu: GeluKind,
     },
+    /// x·W + b + residual in one kernel (the residual added in the GEMM's epilogue). Inputs as
+    /// [`Op::FusedLinearAdd`], then the residual with exactly the output's shape and dtype. Made by the fusion pass
+    /// from MatMul → Add(bias) → Add(residual).
+    FusedLinearAddResidual {
+        /// W is stored `[n, k]`.
+        transpose_b: bool,
+    },
 }
 
 impl Op {
@@ -202,6 +209,7 @@ impl Op {
             Op::Cast { .. } => "Cast",
             Op::FusedLinearAdd { .. } => "FusedLinearAdd",
             Op::FusedLinearAddGelu { .. } => "FusedLinearAddGelu",
+            Op::FusedLinearAddResidual { .. } => "FusedLinearAddResidual",
         }
     }
 

@@ -11,12 +11,16 @@ pub fn optimize(graph: &Graph) -> Graph {
 /// What a fused root node becomes.
 struct Fusion {
     op: Op,
-    inputs: [NodeId; 3],
+    inputs: Vec<NodeId>,
 }
 
-/// Rewrites MatMul → Add(bias) → Gelu into FusedLinearAddGelu and MatMul → Add(bias) into FusedLinearAdd, where
-/// every intermediate has exactly one consumer and is not a graph output, the MatMul's left side is not
-/// transposed, its right side is 2-D and the bias is 1-D of the output's last dimension.
+/// Rewrites MatMul → Add(bias) → Gelu into FusedLinearAddGelu, MatMul → Add(bias) → Add(residual) into
+/// FusedLinearAddResidual and MatMul → Add(bias) into FusedLinearAdd, where every intermediate has exactly one
+/// consumer and is not a graph output, the MatMul's left side is not transposed, its right side is 2-D, the bias is
+/// 1-D of the output's last dimension and the residual has exactly the output's shape and dtype (no broadcast).
+///
+/// For a residual Add both of whose operands are linear layers (`Add(x·W1 + b1, y·W2 + b2)`), the first operand
+/// takes the residual and the second becomes a FusedLinearAdd of its own.
 pub fn fuse_linear(graph: &Graph) -> Graph {
     let nodes = graph.nodes();
     let consumers = graph.consumer_counts();
@@ -55,17 +59,38 @@ pub fn fuse_linear(graph: &Graph) -> Graph {
         if let Some((mm, inputs, transpose_b)) = linear_of(&nodes[add_id.0]) {
             absorbed[mm.0] = true;
             absorbed[add_id.0] = true;
-            fused[i] = Some(Fusion { op: Op::FusedLinearAddGelu { transpose_b, gelu }, inputs });
+            fused[i] = Some(Fusion { op: Op::FusedLinearAddGelu { transpose_b, gelu }, inputs: inputs.to_vec() });
+        }
+    }
+    // Residual roots next, so the linear layer under a residual Add is taken whole rather than as a plain
+    // FusedLinearAdd. The first operand is tried as the linear layer first, so the choice is deterministic.
+    for (i, node) in nodes.iter().enumerate() {
+        if absorbed[i] || !matches!(node.op, Op::Binary(BinaryOp::Add)) {
+            continue;
+        }
+        for (inner, residual) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+            let lin = &nodes[inner.0];
+            if absorbed[inner.0] || !private(inner) || lin.out != node.out || nodes[residual.0].out != node.out {
+                continue;
+            }
+            let Some((mm, [x, w, b], transpose_b)) = linear_of(lin) else { continue };
+            if absorbed[mm.0] {
+                continue;
+            }
+            absorbed[mm.0] = true;
+            absorbed[inner.0] = true;
+            fused[i] = Some(Fusion { op: Op::FusedLinearAddResidual { transpose_b }, inputs: vec![x, w, b, residual] });
+            break;
         }
     }
     for (i, node) in nodes.iter().enumerate() {
-        if absorbed[i] {
+        if absorbed[i] || fused[i].is_some() {
             continue;
         }
         if let Some((mm, inputs, transpose_b)) = linear_of(node) {
             if !absorbed[mm.0] {
                 absorbed[mm.0] = true;
-                fused[i] = Some(Fusion { op: Op::FusedLinearAdd { transpose_b }, inputs });
+                fused[i] = Some(Fusion { op: Op::FusedLinearAdd { transpose_b }, inputs: inputs.to_vec() });
             }
         }
     }

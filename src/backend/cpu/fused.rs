@@ -1,16 +1,18 @@
-//! FusedLinearAdd and FusedLinearAddGelu: one product into the output, then one pass over it that adds the bias
-//! and applies GELU while each row is still in cache.
+//! FusedLinearAdd, FusedLinearAddGelu and FusedLinearAddResidual: one product into the output, then one pass over
+//! it that adds the bias (and the residual) and applies GELU while each row is still in cache.
 
 use rayon::prelude::*;
 
-use super::buffer::{f32_input, write_f32, CHUNK};
+use half::{bf16, f16};
+
+use super::buffer::{f32_input, typed, write_f32, HalfToF32, CHUNK};
 use super::math;
 use super::matmul::{gemm_f32, Mat};
 use super::simd::multiversion;
 use super::CpuBuffer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{matmul_shape, GeluKind, TensorDesc};
-use crate::tensor::HostVec;
+use crate::tensor::{DType, HostVec};
 
 /// x·W(ᵀ) + b, then GELU when `gelu` is given. Inputs: x `[.., m, k]`, w `[k, n]` (`[n, k]` if `tb`), bias `[n]`.
 pub(crate) fn linear(
@@ -20,6 +22,83 @@ pub(crate) fn linear(
     gelu: Option<GeluKind>,
     out: &mut HostVec,
     od: &TensorDesc,
+) -> Result<()> {
+    product_then(xs, ds, tb, out, od, |block, _, bias| {
+        for row in block.chunks_mut(bias.len()) {
+            match gelu {
+                None => bias_row(row, bias),
+                Some(GeluKind::Erf) => bias_gelu_erf_row(row, bias),
+                Some(GeluKind::Tanh) => bias_gelu_tanh_row(row, bias),
+            }
+        }
+    })
+}
+
+/// x·W(ᵀ) + b + residual: inputs as [`linear`], then the residual with the output's shape. The residual is added
+/// in the bias pass, computed as `(x·W + b) + r` in f32 like the unfused Add after FusedLinearAdd; half-type
+/// residuals are widened one block at a time.
+pub(crate) fn linear_residual(
+    xs: &[&CpuBuffer],
+    ds: &[TensorDesc],
+    tb: bool,
+    out: &mut HostVec,
+    od: &TensorDesc,
+) -> Result<()> {
+    let (rb, rd) = (xs[3], &ds[3]);
+    if rd.shape != od.shape {
+        return Err(Error::shape_hint(
+            "FusedLinearAddResidual",
+            &od.shape,
+            &rd.shape,
+            "the residual must have the output's shape",
+        ));
+    }
+    match rd.dtype {
+        DType::F32 => {
+            let r = typed::<f32>(rb, rd)?;
+            product_then(xs, ds, tb, out, od, |block, start, bias| {
+                bias_residual_block(block, bias, &r[start..start + block.len()])
+            })
+        }
+        DType::F16 => residual_half(xs, ds, tb, out, od, typed::<f16>(rb, rd)?),
+        DType::BF16 => residual_half(xs, ds, tb, out, od, typed::<bf16>(rb, rd)?),
+        other => {
+            Err(Error::DTypeMismatch { op: "FusedLinearAddResidual", expected: "a float dtype".into(), got: other })
+        }
+    }
+}
+
+fn residual_half<H: HalfToF32>(
+    xs: &[&CpuBuffer],
+    ds: &[TensorDesc],
+    tb: bool,
+    out: &mut HostVec,
+    od: &TensorDesc,
+    r: &[H],
+) -> Result<()> {
+    product_then(xs, ds, tb, out, od, |block, start, bias| {
+        let mut wide = vec![0f32; block.len()];
+        H::widen(&r[start..start + block.len()], &mut wide);
+        bias_residual_block(block, bias, &wide)
+    })
+}
+
+fn bias_residual_block(block: &mut [f32], bias: &[f32], r: &[f32]) {
+    let n = bias.len();
+    for (row, rr) in block.chunks_mut(n).zip(r.chunks(n)) {
+        bias_residual_row(row, bias, rr);
+    }
+}
+
+/// The product into the output, then `epilogue(block, first element's index, bias)` over blocks of whole rows in
+/// parallel, while each block is still in cache.
+fn product_then(
+    xs: &[&CpuBuffer],
+    ds: &[TensorDesc],
+    tb: bool,
+    out: &mut HostVec,
+    od: &TensorDesc,
+    epilogue: impl Fn(&mut [f32], usize, &[f32]) + Sync,
 ) -> Result<()> {
     let (_, [_, k, n]) = matmul_shape("FusedLinearAdd", &ds[0].shape, &ds[1].shape, false, tb)?;
     let x = f32_input(xs[0], &ds[0])?;
@@ -40,16 +119,8 @@ pub(crate) fn linear(
         if n == 0 {
             return Ok(());
         }
-        let rows_per_task = (CHUNK / n).max(1);
-        o.par_chunks_mut(rows_per_task * n).for_each(|block| {
-            for row in block.chunks_mut(n) {
-                match gelu {
-                    None => bias_row(row, &bias),
-                    Some(GeluKind::Erf) => bias_gelu_erf_row(row, &bias),
-                    Some(GeluKind::Tanh) => bias_gelu_tanh_row(row, &bias),
-                }
-            }
-        });
+        let block = (CHUNK / n).max(1) * n;
+        o.par_chunks_mut(block).enumerate().for_each(|(i, b)| epilogue(b, i * block, &bias));
         Ok(())
     })
 }
@@ -58,6 +129,14 @@ multiversion! {
     fn bias_row(row: &mut [f32], bias: &[f32]) {
         for (v, b) in row.iter_mut().zip(bias) {
             *v += b;
+        }
+    }
+}
+
+multiversion! {
+    fn bias_residual_row(row: &mut [f32], bias: &[f32], residual: &[f32]) {
+        for ((v, b), r) in row.iter_mut().zip(bias).zip(residual) {
+            *v = (*v + b) + r;
         }
     }
 }

@@ -145,6 +145,7 @@ impl Backend for CpuBackend {
             Op::FusedLinearAddGelu { transpose_b, gelu } => {
                 fused::linear(inputs, ins, *transpose_b, Some(*gelu), hv, od)
             }
+            Op::FusedLinearAddResidual { transpose_b } => fused::linear_residual(inputs, ins, *transpose_b, hv, od),
         }
     }
 

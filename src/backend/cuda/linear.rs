@@ -8,7 +8,8 @@
 //! kernels/gemm_epilogue.cu), or cuBLASLt's plain product followed by one in-place `bias_gelu_erf` kernel
 //! (elementwise.cu), whichever [`super::ErfGeluPath`] picks (by default: timed once per shape); f32 and shapes the
 //! fused kernel does not support take the second way. Both are exact to the definition within the output dtype's
-//! precision.
+//! precision. `FusedLinearAddResidual` uses the bias epilogue with the residual as cuBLASLt's C (beta = 1), see
+//! [`CudaBackend::fused_linear_residual`].
 
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +22,7 @@ use super::matmul::{Epilogue, Gemm, GemmSpec};
 use super::{CudaBackend, CudaBuffer};
 use crate::error::{Error, Result};
 use crate::graph::{matmul_shape, GeluKind, TensorDesc};
-use crate::tensor::Shape;
+use crate::tensor::{DType, Shape};
 
 /// The lazily created cuBLASLt engine of a backend.
 pub(crate) type GemmSlot = Mutex<Option<Arc<Gemm>>>;
@@ -137,6 +138,57 @@ impl CudaBackend {
         }
     }
 
+    /// x·W + bias + residual (W 2-D, stored [n, k] when `tb`; the residual of the output's shape). This is the one
+    /// place that decides how: one cuBLASLt product with the bias epilogue and the residual as its C (beta = 1)
+    /// when k > 0 and cuBLASLt has an algorithm for it; otherwise (k = 0, or [`Error::Unsupported`] from cuBLASLt,
+    /// which is returned before anything is written) FusedLinearAdd's way and then an in-place add of the residual.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fused_linear_residual(
+        &self,
+        tb: bool,
+        ins: &[TensorDesc],
+        out_desc: &TensorDesc,
+        x: &CudaBuffer,
+        w: &CudaBuffer,
+        bias: &CudaBuffer,
+        residual: &CudaBuffer,
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
+        let name = "FusedLinearAddResidual";
+        let (shape, [_, k, n]) = matmul_shape(name, &ins[0].shape, &ins[1].shape, false, tb)?;
+        if ins.len() != 4 || ins[3].shape != shape || ins[3].dtype != out_desc.dtype || out_desc.shape != shape {
+            let got = ins.get(3).map_or_else(|| Shape::new([]), |d| d.shape.clone());
+            return Err(Error::shape_hint(name, &shape, &got, "the residual must have the output's shape and dtype"));
+        }
+        let m = ins[0].shape.rows();
+        if k > 0 {
+            let spec = GemmSpec {
+                transpose_b: tb,
+                epilogue: Epilogue::Bias,
+                accumulate: true,
+                tf32: self.tf32(),
+                ..GemmSpec::new(out_desc.dtype, m, n, k)
+            };
+            let (px, pw, pb, pr, po) =
+                (x.device_ptr(), w.device_ptr(), bias.device_ptr(), residual.device_ptr(), out.device_ptr());
+            match self.gemm_engine()?.run_accumulate(&spec, px, pw, Some(pb), pr, po) {
+                Err(Error::Unsupported { .. }) => {}
+                done => return done,
+            }
+        }
+        self.fused_linear(tb, None, &ins[..3], out_desc, x, w, bias, out)?;
+        // y += residual as a bias_act over one-row slices (the bias being the residual): at most 2^22 elements per
+        // launch keeps every column inside the kernel's grid.
+        let (total, es) = (out_desc.shape.numel(), out_desc.dtype.size());
+        const SLICE: usize = 1 << 22;
+        for start in (0..total).step_by(SLICE) {
+            let len = SLICE.min(total - start);
+            let off = (start * es) as u64;
+            self.bias_act_ptrs(None, out_desc.dtype, out.device_ptr() + off, residual.device_ptr() + off, 1, len)?;
+        }
+        Ok(())
+    }
+
     /// y = act(y + bias) in place, bias repeating every `n` elements.
     pub(crate) fn bias_act(
         &self,
@@ -150,21 +202,36 @@ impl CudaBackend {
         if total == 0 || n == 0 {
             return Ok(());
         }
+        self.bias_act_ptrs(gelu, desc.dtype, y.device_ptr(), bias.device_ptr(), total / n, n)
+    }
+
+    /// [`CudaBackend::bias_act`] on pointers: `y` holds rows·n elements of `dtype`, `bias` n (not overlapping y).
+    fn bias_act_ptrs(
+        &self,
+        gelu: Option<GeluKind>,
+        dtype: DType,
+        py: u64,
+        pb: u64,
+        rows: usize,
+        n: usize,
+    ) -> Result<()> {
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
         let act = match gelu {
             None => "none",
             Some(GeluKind::Erf) => "gelu_erf",
             Some(GeluKind::Tanh) => "gelu_tanh",
         };
-        let f = self.kernels.function(&EW, &format!("bias_{act}_{}", suffix(desc.dtype)?))?;
-        let rows = total / n;
-        let v = 16 / desc.dtype.size();
+        let f = self.kernels.function(&EW, &format!("bias_{act}_{}", suffix(dtype)?))?;
+        let v = 16 / dtype.size();
         let cols = if n % v == 0 { n / v } else { n };
         let block = if cols >= 256 { 256 } else { cols.div_ceil(32) * 32 } as u32;
         let gx = cols.div_ceil(block as usize).min(65535);
         let resident = (self.dev.info.sm_count * (self.dev.info.max_threads_per_sm / block).max(1)) as usize;
         // Four rows per block step (bias_act's ROWS), at least two waves of blocks.
         let gy = rows.div_ceil(4).min(65535).min(resident.div_ceil(gx) * 2).max(1);
-        let (py, pb, r64, n64) = (y.device_ptr(), bias.device_ptr(), rows as i64, n as i64);
+        let (r64, n64) = (rows as i64, n as i64);
         let mut l = self.dev.stream.launch_builder(&f);
         l.arg(&py).arg(&pb).arg(&r64).arg(&n64);
         let c = cudarc::driver::LaunchConfig {
@@ -172,7 +239,8 @@ impl CudaBackend {
             block_dim: (block, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: y holds rows*n elements, bias holds n; every index is inside [0, rows) x [0, n).
+        // SAFETY: y holds rows*n elements, bias holds n (callers' contract); every index is inside [0, rows) x
+        // [0, n).
         unsafe { l.launch(c) }.map(drop).map_err(super::launch_err("bias"))
     }
 }

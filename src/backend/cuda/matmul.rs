@@ -1,4 +1,5 @@
-//! Matrix products on the GPU through cuBLASLt: plain, batched, broadcast, with fused bias and GELU epilogues.
+//! Matrix products on the GPU through cuBLASLt: plain, batched, broadcast, with fused bias and GELU epilogues and
+//! an optional addend matrix (cuBLASLt's `beta·C` term with beta = 1, for residual connections).
 //!
 //! Everything here works on raw device pointers (`u64`, a `CUdeviceptr`) so the backend can hand in pool buffers
 //! and views without this module knowing about them. Work is queued on the stream given to [`Gemm::new`]; nothing
@@ -19,7 +20,12 @@
 //! with [`Error::Unsupported`]: run [`Epilogue::Bias`] and then a separate erf-GELU kernel instead.
 //!
 //! Rounding: with f16/bf16 outputs the bias and GELU epilogues round intermediate values to the output type, so
-//! results can be up to about two output ulps of (|A·B| + |bias|) off, not one.
+//! results can be up to about two output ulps of (|A·B| + |bias|) off, not one (plus |addend| with an addend).
+//!
+//! Addend: with [`GemmSpec::accumulate`], cuBLASLt computes `D = A·B + 1·C (+ bias)` with C (the addend) and D
+//! (the output) separate buffers of one layout ([`Gemm::run_accumulate`]). The bias epilogue is applied after the
+//! `beta·C` term, which for a plain bias is the same sum. C must not overlap D: autotuning runs a product several
+//! times, which in place would add C more than once.
 //!
 //! Algorithm choice: cuBLASLt's heuristic offers up to 16 algorithms per spec; by default products of at least
 //! [`AUTOTUNE_MIN_FLOPS`] are timed once on first use and the fastest is kept (see [`Gemm::set_autotune`]).
@@ -70,7 +76,8 @@ pub enum Epilogue {
 /// One (batched) matrix product: `C[i] = op(A[i]) · op(B[i])` for `i < batch`, with `op(A)` of shape `[m, k]`,
 /// `op(B)` of shape `[k, n]` and `C[i]` of shape `[m, n]`, all row-major and dense.
 ///
-/// A, B, C and the bias all have [`GemmSpec::dtype`]. Batches of C are packed (`m·n` elements apart).
+/// A, B, C, the bias and the addend all have [`GemmSpec::dtype`]. Batches of C (and of the addend) are packed
+/// (`m·n` elements apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmSpec {
     /// F32, F16 or BF16 (others return [`Error::Unsupported`]).
@@ -95,6 +102,8 @@ pub struct GemmSpec {
     pub epilogue: Epilogue,
     /// f32 only: use TF32 tensor cores (about 10 mantissa bits per operand). Ignored for f16 and bf16.
     pub tf32: bool,
+    /// Adds an addend matrix of C's shape (cuBLASLt's C with beta = 1): run with [`Gemm::run_accumulate`].
+    pub accumulate: bool,
 }
 
 impl GemmSpec {
@@ -112,6 +121,7 @@ impl GemmSpec {
             stride_b: k * n,
             epilogue: Epilogue::None,
             tf32: false,
+            accumulate: false,
         }
     }
 
@@ -182,8 +192,9 @@ impl Drop for Inner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct PlanKey {
     spec: GemmSpec,
-    /// Alignment in bytes (power of two, at most 256) of the A, B, C and bias pointers (256 without a bias).
-    align: [u32; 4],
+    /// Alignment in bytes (power of two, at most 256) of the A, B, C, bias and addend pointers (256 without a
+    /// bias; C's without an addend).
+    align: [u32; 5],
 }
 
 /// One algorithm the heuristic offered, with the workspace it needs.
@@ -192,7 +203,8 @@ struct Candidate {
     workspace: usize,
 }
 
-/// Descriptors for one spec. The cuBLASLt names: `a_lt` is our B, `b_lt` our A, `c_lt` our C (also D).
+/// Descriptors for one spec. The cuBLASLt names: `a_lt` is our B, `b_lt` our A, `c_lt` our C, which is
+/// cuBLASLt's D and, with one layout, its C (our addend, or our C again with beta = 0).
 struct Plan {
     desc: sys::cublasLtMatmulDesc_t,
     a_lt: sys::cublasLtMatrixLayout_t,
@@ -204,6 +216,8 @@ struct Plan {
     chosen: Option<usize>,
     /// Milliseconds per call of each candidate when autotuned (NaN: not supported for these pointers).
     tuned_ms: Vec<f32>,
+    /// cuBLASLt's beta: 1 with an addend, else 0.
+    beta: f32,
 }
 
 /// The operand pointers of one call.
@@ -212,6 +226,8 @@ struct Operands {
     a: u64,
     b: u64,
     c: u64,
+    /// cuBLASLt's C: the addend, or `c` itself (not read: beta = 0) without one.
+    addend: u64,
 }
 
 impl Drop for Plan {
@@ -336,7 +352,29 @@ impl Gemm {
     /// make the first call of a spec outside CUDA-graph capture (or turn autotuning off). Later calls only queue
     /// one `cublasLtMatmul`.
     pub fn run(&self, spec: &GemmSpec, a: u64, b: u64, bias: Option<u64>, c: u64) -> Result<()> {
+        self.run_inner(spec, a, b, bias, None, c)
+    }
+
+    /// As [`Gemm::run`] with [`GemmSpec::accumulate`]: `C[i] = op(A[i]) · op(B[i]) + addend[i] (+ bias)`. The addend
+    /// has C's shape and dtype (`batch·m·n` dense elements) and must not overlap C.
+    pub fn run_accumulate(
+        &self,
+        spec: &GemmSpec,
+        a: u64,
+        b: u64,
+        bias: Option<u64>,
+        addend: u64,
+        c: u64,
+    ) -> Result<()> {
+        self.run_inner(spec, a, b, bias, Some(addend), c)
+    }
+
+    fn run_inner(&self, spec: &GemmSpec, a: u64, b: u64, bias: Option<u64>, addend: Option<u64>, c: u64) -> Result<()> {
         spec.validate()?;
+        if spec.accumulate != addend.is_some() {
+            let what = if spec.accumulate { "needs an addend: call run_accumulate" } else { "takes no addend" };
+            return Err(Error::arg("matmul", format!("a spec with accumulate = {} {what}", spec.accumulate)));
+        }
         let wants_bias = !matches!(spec.epilogue, Epilogue::None);
         if wants_bias != bias.is_some() {
             return Err(Error::arg(
@@ -352,7 +390,7 @@ impl Gemm {
             return Ok(());
         }
         let elem = spec.elem_bytes() as u64;
-        for (name, p) in [("A", Some(a)), ("B", Some(b)), ("C", Some(c)), ("bias", bias)] {
+        for (name, p) in [("A", Some(a)), ("B", Some(b)), ("C", Some(c)), ("bias", bias), ("addend", addend)] {
             if let Some(p) = p {
                 if p == 0 || p % elem != 0 {
                     return Err(Error::arg(
@@ -366,7 +404,15 @@ impl Gemm {
             .context()
             .bind_to_thread()
             .map_err(|e| Error::Gpu(format!("binding the CUDA context failed: {e:?}")))?;
-        let align = [align_of(a), align_of(b), align_of(c), bias.map_or(MAX_ALIGN, align_of)];
+        if let Some(r) = addend {
+            // Both spans are batch·m·n elements.
+            let bytes = (spec.batch as u64).saturating_mul((spec.m * spec.n) as u64).saturating_mul(elem);
+            if r < c.saturating_add(bytes) && c < r.saturating_add(bytes) {
+                return Err(Error::arg("matmul", "the addend overlaps the output: pass a separate buffer"));
+            }
+        }
+        let align =
+            [align_of(a), align_of(b), align_of(c), bias.map_or(MAX_ALIGN, align_of), align_of(addend.unwrap_or(c))];
         let key = PlanKey { spec: *spec, align };
         let mut inner = self.inner.lock().map_err(|_| {
             Error::Gpu("the matmul plan cache was poisoned by an earlier panic; recreate the device".into())
@@ -380,7 +426,7 @@ impl Gemm {
             set_desc(plan.desc, sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias)
                 .map_err(|e| lt_err("cublasLtMatmulDescSetAttribute(BIAS_POINTER)", e, &format!("{spec:?}")))?;
         }
-        let ops = Operands { a, b, c };
+        let ops = Operands { a, b, c, addend: addend.unwrap_or(c) };
         match plan.chosen {
             Some(i) => self.launch(handle, plan, i, ops).map_err(|e| lt_err("cublasLtMatmul", e, &format!("{key:?}"))),
             None => self.choose(handle, plan, &key, ops),
@@ -459,11 +505,12 @@ impl Gemm {
         ops: Operands,
     ) -> std::result::Result<(), CublasError> {
         let cand = &plan.candidates[i];
-        let (alpha, beta) = (1.0f32, 0.0f32);
+        let (alpha, beta) = (1.0f32, plan.beta);
         // SAFETY: the descriptors are live (owned by the plan, used under the mutex); the caller guarantees the
         // pointers address enough device memory for the spec (documented on `run`); the workspace is ours and at
-        // least `cand.workspace` bytes; alpha and beta are f32 host values as the f32 scale type requires and are
-        // read during the call. cuBLASLt's A is our B and its B is our A (row-major trick).
+        // least `cand.workspace` bytes; alpha and beta are f32 host values as the f32 scale type requires (for
+        // every dtype: the desc's scale type is CUDA_R_32F) and are read during the call. cuBLASLt's A is our B
+        // and its B is our A (row-major trick); its C is our addend (beta = 1) or our C (beta = 0, not read).
         unsafe {
             lt::matmul(
                 handle,
@@ -474,7 +521,7 @@ impl Gemm {
                 plan.a_lt,
                 ops.a as *const c_void,
                 plan.b_lt,
-                ops.c as *const c_void,
+                ops.addend as *const c_void,
                 plan.c_lt,
                 ops.c as *mut c_void,
                 plan.c_lt,
@@ -491,7 +538,7 @@ impl Plan {
     fn new(
         handle: sys::cublasLtHandle_t,
         spec: &GemmSpec,
-        align: [u32; 4],
+        align: [u32; 5],
         bias: Option<u64>,
         max_workspace: usize,
     ) -> Result<Plan> {
@@ -514,6 +561,7 @@ impl Plan {
             candidates: vec![],
             chosen: None,
             tuned_ms: vec![],
+            beta: if spec.accumulate { 1.0 } else { 0.0 },
         };
         plan.desc = lt::create_matmul_desc(compute, CUDA_R_32F).map_err(|e| fail("cublasLtMatmulDescCreate", e))?;
         use sys::cublasLtMatmulDescAttributes_t::*;
@@ -562,11 +610,11 @@ impl Plan {
             use sys::cublasLtMatmulPreferenceAttributes_t::*;
             set_pref(pref.0, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &(max_workspace as u64))
                 .map_err(|e| fail("set MAX_WORKSPACE_BYTES", e))?;
-            let [al_a, al_b, al_c, _] = align;
+            let [al_a, al_b, al_c, _, al_addend] = align;
             for (attr, al) in [
                 (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_b),
                 (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_a),
-                (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_c),
+                (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_addend),
                 (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_c),
             ] {
                 set_pref(pref.0, attr, &al).map_err(|e| fail("set MIN_ALIGNMENT", e))?;
@@ -582,7 +630,7 @@ impl Plan {
         let mut results = [empty; MAX_CANDIDATES];
         let mut count: i32 = 0;
         // SAFETY: every descriptor is live; `results` has room for MAX_CANDIDATES entries and `count` is a valid
-        // out-pointer. C and D share one layout (beta = 0, C aliases D).
+        // out-pointer. C and D share one layout (the addend has the output's shape; without one C aliases D).
         let status = unsafe {
             sys::cublasLtMatmulAlgoGetHeuristic(
                 handle,

@@ -332,6 +332,9 @@ impl Backend for CudaBackend {
             Op::FusedLinearAddGelu { transpose_b, gelu } => {
                 self.fused_linear(*transpose_b, Some(*gelu), ins, o, inputs[0], inputs[1], inputs[2], out)
             }
+            Op::FusedLinearAddResidual { transpose_b } => {
+                self.fused_linear_residual(*transpose_b, ins, o, inputs[0], inputs[1], inputs[2], inputs[3], out)
+            }
         }
     }
 
