@@ -262,15 +262,19 @@ __device__ __forceinline__ void load_tile(T* tile, const T* g, long long ld, int
     constexpr int CH = D / 8;
     constexpr int TOTAL = R * CH;
     static_assert(TOTAL % NTHREADS == 0, "tile must split evenly over the block");
+    // A thread copies the same chunk c of rows r0, r0 + RS, r0 + 2 RS, ...: one 64-bit product per tile, then
+    // additions of a block-uniform step.
+    constexpr int RS = NTHREADS / CH;
+    static_assert(NTHREADS % CH == 0, "whole rows per pass");
+    const int r0 = tid / CH;
+    const int c = tid % CH;
+    const T* src0 = g + (long long)(row0 + r0) * ld + c * 8;
+    const long long step = RS * ld;
 #pragma unroll
     for (int it = 0; it < TOTAL / NTHREADS; ++it) {
-        int idx = tid + it * NTHREADS;
-        int r = idx / CH;
-        int c = idx % CH;
-        int gr = row0 + r;
-        bool valid = gr < nrows;
-        const T* src = valid ? g + gr * ld + c * 8 : g;
-        cp_async16(smem_u32(tile + swz<D>(r, c)), src, valid);
+        const int r = r0 + it * RS;
+        const bool valid = row0 + r < nrows;
+        cp_async16(smem_u32(tile + swz<D>(r, c)), valid ? src0 + it * step : g, valid);
     }
 }
 
