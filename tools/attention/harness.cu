@@ -7,7 +7,8 @@
 //
 // Every launch picks its geometry with `geometry()` below, which mirrors src/backend/cuda/attention.rs.
 // Outputs are poisoned with NaN (0xFF bytes) before every launch; the reference is float64 on the CPU over the
-// same (rounded) inputs. Timings: CUDA events, warm-up, median of repetitions; written to attn_times.txt so
+// same (rounded) inputs. Cases run on contiguous [b, h, s, d] operands or on the packed QKV layout (q/k/v views of
+// one [b, s, (hq + 2 hkv) d] buffer, out [b, s, hq dv] with poisoned guards between rows that must stay poisoned). Timings: CUDA events, warm-up, median of repetitions; written to attn_times.txt so
 // sdpa_bench.py can print ratios against PyTorch's scaled_dot_product_attention.
 #ifndef ATTN_SRC
 #define ATTN_SRC "../../src/backend/cuda/kernels/attention.cu"
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -98,7 +100,9 @@ template <int D, int TM, int TN> static void f32_tile_geo(Geo& g, int& rows) {
     g.path = D == 32 ? "f32t32" : D == 64 ? "f32t64" : "f32t128";
 }
 
-static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool aligned16) {
+// aligned16: every q/k/v row start 16-byte aligned (pointers and strides); out_pairs: out 4-byte aligned with even
+// strides (the tensor-core path's stores).
+static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool aligned16, bool out_pairs) {
     Geo g;
     g.block = 128;
     g.f32d = 0;
@@ -106,13 +110,13 @@ static Geo geometry(DType dt, int batch, int hq, int sq, int d, int dv, bool ali
     bool f32t = dt == F32 && MLXN_ATTN_F32_TILED && d == dv && aligned16 && g_cc_major >= 8 &&
                 (d == 32 || d == 64 || d == 128);
     bool tc_d = d == 64 || d == 128 || (d == 32 && MLXN_ATTN_D32_VARIANT >= 0);
-    if (dt != F32 && d == dv && aligned16 && g_cc_major >= 8 && tc_d) {
+    if (dt != F32 && d == dv && aligned16 && out_pairs && g_cc_major >= 8 && tc_d) {
         int mt = d == 32 ? mlxn_attn::D32_MT : d == 64 ? mlxn_attn::D64_MT : mlxn_attn::D128_MT;
         int bc = d == 32 ? mlxn_attn::D32_BC : d == 64 ? mlxn_attn::D64_BC : mlxn_attn::D128_BC;
         bool qreg = d == 32 ? mlxn_attn::D32_QREG : d == 64 ? mlxn_attn::D64_QREG : mlxn_attn::D128_QREG;
         rows = 64 * mt;
         bool alias = qreg && rows == 2 * bc;
-        g.smem = (size_t)(alias ? 0 : rows * d * 2) + (size_t)4 * bc * d * 2;
+        g.smem = (size_t)(alias ? 0 : rows * d * 2) + (size_t)4 * bc * d * 2 + (size_t)2 * bc * 2;   // + mask rows
         g.path = d == 32 ? "mma32" : d == 64 ? "mma64" : "mma128";
     } else if (f32t) {
         using namespace mlxn_attn;
@@ -166,18 +170,24 @@ struct Shape {
     long long msb, msh, msq, msk;
     float scale;
     int causal;
+    mlxn_attn::Strides st;   // q, k, v, out strides (set by the layout)
 };
 
 template <typename T>
 static Geo launch(const Shape& s, const T* q, const T* k, const T* v, const T* mask, T* out) {
+    const mlxn_attn::Strides& t = s.st;
+    const long long e = 16 / sizeof(T);
     bool al = ((reinterpret_cast<uintptr_t>(q) | reinterpret_cast<uintptr_t>(k) | reinterpret_cast<uintptr_t>(v)) &
-               15) == 0;
-    Geo g = geometry(HT<T>::dt, s.b, s.hq, s.sq, s.d, s.dv, al);
+               15) == 0 &&
+              ((t.qsb | t.qsh | t.qss | t.ksb | t.ksh | t.kss | t.vsb | t.vsh | t.vss) % e) == 0;
+    bool op = (reinterpret_cast<uintptr_t>(out) & 3) == 0 && ((t.osb | t.osh | t.oss) & 1) == 0;
+    Geo g = geometry(HT<T>::dt, s.b, s.hq, s.sq, s.d, s.dv, al, op);
     if (g.gx == 0 || g.gy == 0) return g;
     auto fn = Kern<T>::fn(g);
     if (g.smem > 48 * 1024) CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g.smem));
     fn<<<dim3(g.gx, g.gy), g.block, g.smem>>>(q, k, v, mask, out, s.b, s.hq, s.hkv, s.sq, s.skv, s.d, s.dv, s.msb,
-                                              s.msh, s.msq, s.msk, s.scale, s.causal);
+                                              s.msh, s.msq, s.msk, t.qsb, t.qsh, t.qss, t.ksb, t.ksh, t.kss, t.vsb,
+                                              t.vsh, t.vss, t.osb, t.osh, t.oss, s.scale, s.causal);
     CK(cudaGetLastError());
     return g;
 }
@@ -272,6 +282,9 @@ struct Case {
     int b, hq, hkv, sq, skv, d, dv, mask, causal;
     float scale;     // 0: 1/sqrt(d)
     int misalign;    // offset q by one element
+    int packed;      // 1: q, k, v views of one [b, s, (hq + 2 hkv) d + ipad] buffer, out [b, s, hq dv + oguard]
+    int ipad;        // packed: elements after each input row (not a multiple of 16 bytes: generic path)
+    int oguard;      // packed: poisoned elements after each output row (odd: no tensor-core stores)
 };
 
 static std::mt19937_64 rng(12345);
@@ -355,38 +368,134 @@ static size_t make_mask(const Case& c, Shape& s, HostData& h, std::vector<T>& tm
     return nm;
 }
 
+// Device operands of one case in its layout: contiguous [b, h, s, d] buffers (q shifted by `misalign` elements) or
+// the packed QKV layout; the output image is poisoned, and `covered` marks its elements the kernel must write.
+template <typename T> struct Operands {
+    std::unique_ptr<DevBuf<T>> bq, bk, bv, bout;
+    const T *q = nullptr, *k = nullptr, *v = nullptr;
+    T* out = nullptr;
+    size_t nout = 0;
+    std::vector<unsigned char> covered;
+};
+
+// dst[b*sb + h*sh + i*ss + c] = src[b, h, i, c] of a contiguous [B, H, S, D] tensor (and the reverse).
+template <typename T>
+static void scatter(T* dst, long long sb, long long sh, long long ss, const T* src, int B, int H, int S, int D,
+                    bool reverse = false) {
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h)
+            for (int i = 0; i < S; ++i) {
+                T* x = dst + b * sb + h * sh + i * ss;
+                const T* y = src + (((size_t)b * H + h) * S + i) * D;
+                if (reverse)
+                    std::memcpy(const_cast<T*>(y), x, D * sizeof(T));
+                else
+                    std::memcpy(x, y, D * sizeof(T));
+            }
+}
+
+template <typename T>
+static void make_operands(Operands<T>& o, const Case& c, Shape& s, const std::vector<T>& tq, const std::vector<T>& tk,
+                          const std::vector<T>& tv) {
+    mlxn_attn::Strides& t = s.st;
+    if (!c.packed) {
+        size_t nq = tq.size(), nk = tk.size(), nv = tv.size();
+        t = {(long long)c.hq * c.sq * c.d, (long long)c.sq * c.d, c.d,
+             (long long)c.hkv * c.skv * c.d, (long long)c.skv * c.d, c.d,
+             (long long)c.hkv * c.skv * c.dv, (long long)c.skv * c.dv, c.dv,
+             (long long)c.hq * c.sq * c.dv, (long long)c.sq * c.dv, c.dv};
+        o.bq.reset(new DevBuf<T>(nq));
+        o.bk.reset(new DevBuf<T>(nk));
+        o.bv.reset(new DevBuf<T>(nv));
+        T* qptr = o.bq->p + (c.misalign ? 1 : 0);
+        CK(cudaMemcpy(qptr, tq.data(), nq * sizeof(T), cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(o.bk->p, tk.data(), nk * sizeof(T), cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(o.bv->p, tv.data(), nv * sizeof(T), cudaMemcpyHostToDevice));
+        o.q = qptr;
+        o.k = o.bk->p;
+        o.v = o.bv->p;
+        o.nout = (size_t)c.b * c.hq * c.sq * c.dv;
+    } else {
+        // packed QKV projection: needs sq == skv (one sequence) and d == dv
+        if (c.sq != c.skv || c.d != c.dv) {
+            std::fprintf(stderr, "packed case needs sq == skv and d == dv\n");
+            std::exit(2);
+        }
+        const long long w = (long long)(c.hq + 2 * c.hkv) * c.d + c.ipad;   // input row
+        const long long ow = (long long)c.hq * c.dv + c.oguard;             // output row
+        t = {c.sq * w, c.d, w, c.sq * w, c.d, w, c.sq * w, c.d, w, c.sq * ow, c.dv, ow};
+        size_t nin = (size_t)c.b * c.sq * w;
+        std::vector<T> img(nin, HT<T>::from(0.f));
+        const size_t ko = (size_t)c.hq * c.d, vo = (size_t)(c.hq + c.hkv) * c.d;
+        scatter(img.data(), t.qsb, t.qsh, t.qss, tq.data(), c.b, c.hq, c.sq, c.d);
+        scatter(img.data() + ko, t.ksb, t.ksh, t.kss, tk.data(), c.b, c.hkv, c.skv, c.d);
+        scatter(img.data() + vo, t.vsb, t.vsh, t.vss, tv.data(), c.b, c.hkv, c.skv, c.dv);
+        o.bq.reset(new DevBuf<T>(nin));
+        CK(cudaMemcpy(o.bq->p, img.data(), nin * sizeof(T), cudaMemcpyHostToDevice));
+        o.q = o.bq->p;
+        o.k = o.bq->p + ko;
+        o.v = o.bq->p + vo;
+        o.nout = (size_t)c.b * c.sq * ow;
+    }
+    o.bout.reset(new DevBuf<T>(o.nout));
+    o.out = o.bout->p;
+    o.covered.assign(o.nout, 0);
+    for (int b = 0; b < c.b; ++b)
+        for (int h = 0; h < c.hq; ++h)
+            for (int i = 0; i < c.sq; ++i)
+                std::memset(&o.covered[b * t.osb + h * t.osh + i * t.oss], 1, c.dv);
+}
+
+// Copies the output back into contiguous [b, hq, sq, dv]; returns the number of elements outside the output's
+// rows (guards) that lost their poison.
+template <typename T>
+static long long fetch_out(const Operands<T>& o, const Case& c, const Shape& s, std::vector<T>& got) {
+    std::vector<T> img(o.nout);
+    CK(cudaMemcpy(img.data(), o.out, o.nout * sizeof(T), cudaMemcpyDeviceToHost));
+    got.resize((size_t)c.b * c.hq * c.sq * c.dv);
+    scatter(img.data(), s.st.osb, s.st.osh, s.st.oss, got.data(), c.b, c.hq, c.sq, c.dv, true);
+    long long bad = 0;
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(img.data());
+    for (size_t i = 0; i < o.nout; ++i)
+        if (!o.covered[i])
+            for (size_t k = 0; k < sizeof(T); ++k) bad += bytes[i * sizeof(T) + k] != 0xFF;
+    return bad;
+}
+
 template <typename T> static void run_case(const Case& c) {
     Shape s{c.b, c.hq, c.hkv, c.sq, c.skv, c.d, c.dv, 0, 0, 0, 0,
-            c.scale > 0 ? c.scale : 1.f / std::sqrt((float)c.d), c.causal};
+            c.scale > 0 ? c.scale : 1.f / std::sqrt((float)c.d), c.causal, {}};
     HostData h;
     std::vector<T> tq, tk, tv, tm;
     size_t nq = (size_t)c.b * c.hq * c.sq * c.d, nk = (size_t)c.b * c.hkv * c.skv * c.d,
-           nv = (size_t)c.b * c.hkv * c.skv * c.dv, no = (size_t)c.b * c.hq * c.sq * c.dv;
+           nv = (size_t)c.b * c.hkv * c.skv * c.dv;
     fill(h.q, tq, nq, -1.f, 1.f, 0);
     fill(h.k, tk, nk, -1.f, 1.f, 0);
     fill(h.v, tv, nv, -1.f, 1.f, 0);
     size_t nm = make_mask<T>(c, s, h, tm);
-    DevBuf<T> dq(nq), dk(nk), dv(nv), dout(no), dm(nm);
-    T* qptr = dq.p + (c.misalign ? 1 : 0);
-    CK(cudaMemcpy(qptr, tq.data(), nq * sizeof(T), cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dk.p, tk.data(), nk * sizeof(T), cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dv.p, tv.data(), nv * sizeof(T), cudaMemcpyHostToDevice));
+    Operands<T> o;
+    make_operands(o, c, s, tq, tk, tv);
+    DevBuf<T> dm(nm);
     if (nm) CK(cudaMemcpy(dm.p, tm.data(), nm * sizeof(T), cudaMemcpyHostToDevice));
-    CK(cudaMemset(dout.p, 0xFF, no * sizeof(T)));   // NaN poison for f32/f16/bf16
-    Geo g = launch<T>(s, qptr, dk.p, dv.p, nm ? dm.p : nullptr, dout.p);
+    CK(cudaMemset(o.out, 0xFF, o.nout * sizeof(T)));   // NaN poison for f32/f16/bf16
+    Geo g = launch<T>(s, o.q, o.k, o.v, nm ? dm.p : nullptr, o.out);
     CK(cudaDeviceSynchronize());
-    std::vector<T> got(no);
-    CK(cudaMemcpy(got.data(), dout.p, no * sizeof(T), cudaMemcpyDeviceToHost));
+    std::vector<T> got;
+    long long guard = fetch_out(o, c, s, got);
     long long nans = 0;
     double err = check_rows<T>(s, h, got, {}, &nans);
-    bool ok = nans == 0 && err <= tol<T>();
+    // An input row stride that is not a multiple of 16 bytes must take the generic path.
+    bool path_ok = !(c.packed && (c.ipad * sizeof(T)) % 16 != 0) || std::string(g.path) == "generic";
+    bool ok = nans == 0 && guard == 0 && path_ok && err <= tol<T>();
     if (!ok) g_fail++;
-    char line[400];
+    char lay[64] = "";
+    if (c.packed) std::snprintf(lay, sizeof lay, " packed(ipad %d, oguard %d)", c.ipad, c.oguard);
+    char line[480];
     std::snprintf(line, sizeof line,
-                  "%-4s b=%d hq=%d hkv=%d sq=%-4d skv=%-4d d=%-3d dv=%-3d mask=%-21s causal=%d scale=%-6.3g%s "
-                  "path=%-7s maxerr=%.3e nan=%lld %s",
+                  "%-4s b=%d hq=%d hkv=%d sq=%-4d skv=%-4d d=%-3d dv=%-3d mask=%-21s causal=%d scale=%-6.3g%s%s "
+                  "path=%-7s maxerr=%.3e nan=%lld guard=%lld %s",
                   dname(HT<T>::dt), c.b, c.hq, c.hkv, c.sq, c.skv, c.d, c.dv, mname(c.mask), c.causal, s.scale,
-                  c.misalign ? " misaligned" : "", g.path, err, nans, ok ? "ok" : "FAIL");
+                  c.misalign ? " misaligned" : "", lay, g.path, err, nans, guard, ok ? "ok" : "FAIL");
     std::printf("%s\n", line);
     std::fflush(stdout);
 }
@@ -404,30 +513,31 @@ static bool selected(const char* name) {
     return list.find(std::string(",") + name + ",") != std::string::npos;
 }
 
+// packed: q, k, v read from one [b, s, 3 hh d] buffer, out written as [b, s, hh d] (no guard).
 template <typename T>
-static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps, int mask = M_NONE) {
+static void time_case(const char* name, int b, int hh, int sl, int d, int causal, int reps, int mask = M_NONE,
+                      int packed = 0) {
     if (!selected(name)) return;
-    Shape s{b, hh, hh, sl, sl, d, d, 0, 0, 0, 0, 1.f / std::sqrt((float)d), causal};
+    Shape s{b, hh, hh, sl, sl, d, d, 0, 0, 0, 0, 1.f / std::sqrt((float)d), causal, {}};
     HostData h;
     std::vector<T> tq, tk, tv, tm;
     size_t n = (size_t)b * hh * sl * d;
     fill(h.q, tq, n, -1.f, 1.f, 0);
     fill(h.k, tk, n, -1.f, 1.f, 0);
     fill(h.v, tv, n, -1.f, 1.f, 0);
-    Case c{b, hh, hh, sl, sl, d, d, mask, causal, 0, 0};
+    Case c{b, hh, hh, sl, sl, d, d, mask, causal, 0, 0, packed, 0, 0};
     size_t nm = make_mask<T>(c, s, h, tm);
-    DevBuf<T> dq(n), dk(n), dv(n), dout(n), dm(nm);
-    CK(cudaMemcpy(dq.p, tq.data(), n * sizeof(T), cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dk.p, tk.data(), n * sizeof(T), cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dv.p, tv.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+    Operands<T> o;
+    make_operands(o, c, s, tq, tk, tv);
+    DevBuf<T> dm(nm);
     if (nm) CK(cudaMemcpy(dm.p, tm.data(), nm * sizeof(T), cudaMemcpyHostToDevice));
     const T* mp = nm ? dm.p : nullptr;
-    CK(cudaMemset(dout.p, 0xFF, n * sizeof(T)));
-    Geo g = launch<T>(s, dq.p, dk.p, dv.p, mp, dout.p);
+    CK(cudaMemset(o.out, 0xFF, o.nout * sizeof(T)));
+    Geo g = launch<T>(s, o.q, o.k, o.v, mp, o.out);
     CK(cudaDeviceSynchronize());
     // verify a sample of rows of the timed shape
-    std::vector<T> got(n);
-    CK(cudaMemcpy(got.data(), dout.p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    std::vector<T> got;
+    fetch_out(o, c, s, got);
     std::vector<std::array<int, 3>> rows;
     std::uniform_int_distribution<int> ub(0, b - 1), uh(0, hh - 1), ui(0, sl - 1);
     for (int r = 0; r < 256; ++r) rows.push_back({ub(rng), uh(rng), ui(rng)});
@@ -441,11 +551,11 @@ static void time_case(const char* name, int b, int hh, int sl, int d, int causal
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    for (int i = 0; i < 3; ++i) launch<T>(s, dq.p, dk.p, dv.p, mp, dout.p);
+    for (int i = 0; i < 3; ++i) launch<T>(s, o.q, o.k, o.v, mp, o.out);
     std::vector<float> ms;
     for (int i = 0; i < reps; ++i) {
         CK(cudaEventRecord(e0));
-        launch<T>(s, dq.p, dk.p, dv.p, mp, dout.p);
+        launch<T>(s, o.q, o.k, o.v, mp, o.out);
         CK(cudaEventRecord(e1));
         CK(cudaEventSynchronize(e1));
         float t;
@@ -507,6 +617,13 @@ int main(int argc, char** argv) {
         {2, 3, 1, 1, 17, 128, 128, M_B11K_DEADB, 0, 0, 0},    // decode, batch 0 fully masked
         {2, 4, 2, 33, 65, 64, 64, M_B11K, 1, 0, 0},
         {1, 2, 2, 65, 65, 32, 32, M_FULL, 0, 0, 1},           // misaligned q -> generic
+        // [b,1,1,skv] masks through shared memory: skv = 72 (every (b, h) row 16-byte aligned, a tile ends early)
+        {2, 4, 4, 72, 72, 64, 64, M_B11K, 0, 0, 0},
+        // packed QKV layout [b, s, (hq + 2 hkv) d], out [b, s, hq d] with guards between rows
+        {2, 4, 4, 129, 129, 32, 32, M_B11K, 0, 0, 0, 1, 0, 8},
+        {2, 2, 1, 33, 33, 128, 128, M_B11K_DEADB, 1, 0, 0, 1, 0, 8},
+        {2, 3, 3, 40, 40, 32, 32, M_B11K, 0, 0, 0, 1, 1, 8},      // odd input row stride -> generic
+        {2, 3, 3, 40, 40, 64, 64, M_NONE, 1, 0, 0, 1, 0, 1},      // odd out stride: no tensor-core stores
     };
     std::vector<Case> big_cases = {
         {3, 2, 2, 1000, 1000, 64, 64, M_NONE, 1, 0, 0},
@@ -539,6 +656,14 @@ int main(int argc, char** argv) {
         {2, 3, 1, 17, 1000, 128, 128, M_B11K, 1, 0, 0},
         {3, 4, 4, 129, 1000, 32, 32, M_11SK, 1, 0, 0},
         {1, 2, 1, 1000, 1000, 64, 64, M_B11K, 0, 1.0f, 0},    // peaky softmax
+        // packed QKV layout
+        {3, 12, 12, 128, 128, 32, 32, M_B11K_DEADB, 0, 0, 0, 1, 0, 8},   // MiniLM layer
+        {2, 4, 2, 65, 65, 64, 64, M_NONE, 1, 0, 0, 1, 0, 8},
+        {2, 2, 2, 70, 70, 64, 64, M_B11K, 0, 0, 0, 1, 8, 8},             // padded rows, still aligned
+        {1, 2, 2, 200, 200, 128, 128, M_FULL, 0, 0, 0, 1, 0, 8},
+        {2, 4, 1, 300, 300, 128, 128, M_B11K, 1, 0, 0, 1, 0, 8},
+        {2, 2, 2, 129, 129, 64, 64, M_FULL_DEADROW, 0, 0, 0, 1, 3, 8},   // odd input row stride -> generic
+        {1, 3, 3, 256, 256, 32, 32, M_B11K, 1, 0, 0, 1, 0, 1},           // odd out stride
     };
     if (!time_only) {
         std::printf("== correctness (%s) ==\n", small ? "small" : "full");
@@ -564,10 +689,16 @@ int main(int argc, char** argv) {
             time_case<__half>("f16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
             time_case<__nv_bfloat16>("bf16_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
             time_case<__half>("f16_256x12x128x32", 256, 12, 128, 32, 0, 50);
+            time_case<__nv_bfloat16>("bf16_256x12x128x32", 256, 12, 128, 32, 0, 50);
+            time_case<__half>("f16_256x12x128x32_mask_packed", 256, 12, 128, 32, 0, 50, M_B11K, 1);
+            time_case<__nv_bfloat16>("bf16_256x12x128x32_mask_packed", 256, 12, 128, 32, 0, 50, M_B11K, 1);
+            time_case<__half>("f16_256x12x128x32_packed", 256, 12, 128, 32, 0, 50, M_NONE, 1);
+            time_case<__nv_bfloat16>("bf16_256x12x128x32_packed", 256, 12, 128, 32, 0, 50, M_NONE, 1);
             time_case<__half>("f16_8x16x2048x32", 8, 16, 2048, 32, 0, 20);
         }
         time_case<float>("f32_256x12x128x32_mask", 256, 12, 128, 32, 0, 50, M_B11K);
         time_case<float>("f32_256x12x128x32", 256, 12, 128, 32, 0, 50);
+        time_case<float>("f32_256x12x128x32_mask_packed", 256, 12, 128, 32, 0, 50, M_B11K, 1);
         time_case<float>("f32_2x8x1024x64", 2, 8, 1024, 64, 0, 20);
         time_case<float>("f32_8x16x2048x64", 8, 16, 2048, 64, 0, 20);
         time_case<float>("f32_8x16x2048x64_causal", 8, 16, 2048, 64, 1, 20);

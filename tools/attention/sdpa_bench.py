@@ -3,7 +3,9 @@ and prints ratios against the harness's attn_times.txt (speed ratio = torch_ms /
 
 CUDA events, warm-up, median of repetitions. Each backend is also timed on its own where it accepts the case.
 `python3 sdpa_bench.py f32` times only the cases whose name starts with "f32". Cases with mask=True pass an additive
-[b, 1, 1, s] mask (values in [-2, 0], 10 % -inf), as harness.cu does.
+[b, 1, 1, s] mask (values in [-2, 0], 10 % -inf), as harness.cu does. Cases with packed=True (9th field) pass q, k, v
+as views of one packed [b, s, 3 * h * d] projection (what the harness's packed layout reads; PyTorch gets the
+strided views, its output stays [b, h, s, d]).
 ATTN_TIME=name,name,... restricts the run to those cases, like harness.cu."""
 import os
 import statistics
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-# name, dtype, batch, heads, seq, head dim, causal, mask
+# name, dtype, batch, heads, seq, head dim, causal, mask[, packed]
 CASES = [
     ("bf16_8x16x2048x64", torch.bfloat16, 8, 16, 2048, 64, False, False),
     ("bf16_8x16x2048x64_causal", torch.bfloat16, 8, 16, 2048, 64, True, False),
@@ -25,10 +27,16 @@ CASES = [
     ("f16_256x12x128x32_mask", torch.float16, 256, 12, 128, 32, False, True),
     ("bf16_256x12x128x32_mask", torch.bfloat16, 256, 12, 128, 32, False, True),
     ("f16_256x12x128x32", torch.float16, 256, 12, 128, 32, False, False),
+    ("bf16_256x12x128x32", torch.bfloat16, 256, 12, 128, 32, False, False),
+    ("f16_256x12x128x32_mask_packed", torch.float16, 256, 12, 128, 32, False, True, True),
+    ("bf16_256x12x128x32_mask_packed", torch.bfloat16, 256, 12, 128, 32, False, True, True),
+    ("f16_256x12x128x32_packed", torch.float16, 256, 12, 128, 32, False, False, True),
+    ("bf16_256x12x128x32_packed", torch.bfloat16, 256, 12, 128, 32, False, False, True),
     ("f16_8x16x2048x32", torch.float16, 8, 16, 2048, 32, False, False),
     # f32 (exact FP32: TF32 stays off, PyTorch's default)
     ("f32_256x12x128x32_mask", torch.float32, 256, 12, 128, 32, False, True),
     ("f32_256x12x128x32", torch.float32, 256, 12, 128, 32, False, False),
+    ("f32_256x12x128x32_mask_packed", torch.float32, 256, 12, 128, 32, False, True, True),
     ("f32_2x8x1024x64", torch.float32, 2, 8, 1024, 64, False, False),
     ("f32_8x16x2048x64", torch.float32, 8, 16, 2048, 64, False, False),
     ("f32_8x16x2048x64_causal", torch.float32, 8, 16, 2048, 64, True, False),
@@ -72,10 +80,14 @@ def main():
             ours[name] = float(ms)
     rows = []
     sel = os.environ.get("ATTN_TIME")  # name,name,...: only these cases (as harness.cu)
-    for name, dt, b, h, s, d, causal, masked in CASES:
+    for name, dt, b, h, s, d, causal, masked, *rest in CASES:
         if not name.startswith(only) or (sel and name not in sel.split(",")):
             continue
-        q, k, v = (torch.rand(b, h, s, d, device="cuda", dtype=dt) * 2 - 1 for _ in range(3))
+        if rest and rest[0]:
+            qkv = torch.rand(b, s, 3, h, d, device="cuda", dtype=dt) * 2 - 1
+            q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+        else:
+            q, k, v = (torch.rand(b, h, s, d, device="cuda", dtype=dt) * 2 - 1 for _ in range(3))
         mask = None
         if masked:
             m = torch.rand(b, 1, 1, s, device="cuda") * -2

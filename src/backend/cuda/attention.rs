@@ -1,11 +1,14 @@
 //! Launcher of `kernels/attention.cu`, the fused attention kernel (its header comment has the ABI).
 //!
-//! [`plan`] picks the code path from the dtype, the head sizes, the pointers' alignment and the architecture, and
-//! with it the kernel's entry point, the grid and the dynamic shared memory:
-//! - tensor cores (f16/bf16, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 128 query rows per
-//!   block, 16 KiB (d = 32), 32 KiB (d = 64) or 64 KiB (d = 128) of shared memory; launched through the kernel's
+//! [`run`] launches the kernel on strided operands ([`AttnOperands`], e.g. q/k/v read straight out of a packed QKV
+//! projection) after checking them; [`launch`] runs `Op::Attention` (contiguous operands) through it. [`plan`]
+//! picks the code path from the dtype, the head sizes, the operands' alignment (pointers and strides) and the
+//! architecture, and with it the kernel's entry point, the grid and the dynamic shared memory:
+//! - tensor cores (f16/bf16, `d == dv` in {32, 64, 128}, every q/k/v row start 16-byte aligned, out 4-byte aligned
+//!   with even strides, sm_80+): 128 query rows per block, 16 KiB (d = 32), 32 KiB (d = 64) or 64 KiB (d = 128)
+//!   of shared memory plus a mask row per stage; launched through the kernel's
 //!   entry point of that path, `attention_<dtype>_d<d>`, so each path gets its own register allocation;
-//! - register-tiled f32 path (f32, `d == dv` in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): exact FP32 FMA
+//! - register-tiled f32 path (f32, `d == dv` in {32, 64, 128}, q/k/v rows 16-byte aligned, sm_80+): exact FP32 FMA
 //!   flash attention, likewise through its own entry point per head size (`attention_f32_d32`/`_d64`/`_d128`);
 //!   128 (d = 32) or 64 query rows per block, 32 keys per tile, 51 KiB (d = 32), 59 KiB (d = 64) or 107 KiB
 //!   (d = 128) of shared memory (see [`f32_tile`]);
@@ -100,13 +103,15 @@ fn f32_tiled(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: 
 }
 
 /// The geometry the kernel expects for these operands (the kernel makes the same path choice on the device).
-pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: i32) -> Plan {
+/// `aligned16`: every q/k/v row start is 16-byte aligned (pointers and strides); `out_pairs`: out is 4-byte
+/// aligned with even strides (the tensor-core path's stores).
+pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, out_pairs: bool, compute_major: i32) -> Plan {
     let half = matches!(dtype, DType::F16 | DType::BF16);
-    if half && d == dv && aligned16 && compute_major >= 8 {
+    if half && d == dv && aligned16 && out_pairs && compute_major >= 8 {
         if let Some((rows, keys, q_in_stage)) = tensor_core_tile(d) {
-            // Two stages of K and V tiles plus the Q tile, 2-byte elements.
+            // Two stages of K and V tiles plus the Q tile, and a mask row per stage; 2-byte elements.
             let q_tile = if q_in_stage { 0 } else { rows * d };
-            return Plan { tensor_cores: true, rows, shared: (q_tile + 4 * keys * d) * 2 };
+            return Plan { tensor_cores: true, rows, shared: (q_tile + 4 * keys * d + 2 * keys) * 2 };
         }
     }
     if let Some(p) = f32_tiled(dtype, d, dv, aligned16, compute_major) {
@@ -115,7 +120,205 @@ pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_m
     Plan { tensor_cores: false, rows: GEN_ROWS, shared: generic_floats(d, dv, generic_tk(d, dv)) * 4 }
 }
 
-/// Runs `Op::Attention`: inputs q, k, v and an optional additive mask.
+/// One strided tensor operand of [`run`]: element (b, h, i, c) at `ptr` + (b·strides[0] + h·strides[1] +
+/// i·strides[2] + c) elements, the last dimension contiguous.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AttnOperand {
+    /// Device address of element (0, 0, 0, 0).
+    pub ptr: u64,
+    /// Bytes readable (or, for the output, writable) from `ptr` on: [`run`] checks that every element the strides
+    /// reach lies inside.
+    pub bytes: usize,
+    /// Element strides of batch, head and sequence row (non-negative).
+    pub strides: [i64; 3],
+}
+
+impl AttnOperand {
+    /// A contiguous [batch, heads, seq, dim] tensor at `ptr` of `bytes` bytes.
+    pub fn contiguous(ptr: u64, bytes: usize, heads: usize, seq: usize, dim: usize) -> AttnOperand {
+        let (h, s, d) = (heads as i64, seq as i64, dim as i64);
+        AttnOperand { ptr, bytes, strides: [h * s * d, s * d, d] }
+    }
+}
+
+/// The additive mask of [`run`]: element (b, h, i, j) of [batch, hq, sq, skv] at `ptr` + (b·strides[0] +
+/// h·strides[1] + i·strides[2] + j·strides[3]) elements; stride 0 broadcasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AttnMask {
+    /// Device address of element (0, 0, 0, 0).
+    pub ptr: u64,
+    /// Bytes readable from `ptr` on.
+    pub bytes: usize,
+    /// Element strides of batch, query head, query row and key (non-negative).
+    pub strides: [i64; 4],
+}
+
+/// Everything one attention launch needs: `out[b,h,i,:] = softmax_j(scale · q[b,h,i,:]·k[b,g,j,:] +
+/// mask[b,h,i,j]) v[b,g,j,:]` with kv head g = h / (hq / hkv), key j visible to query i only if
+/// j <= i + (skv - sq) when `causal`. All operands have the element type `dtype` of [`run`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct AttnOperands {
+    /// Queries, [batch, hq, sq, d].
+    pub q: AttnOperand,
+    /// Keys, [batch, hkv, skv, d].
+    pub k: AttnOperand,
+    /// Values, [batch, hkv, skv, dv].
+    pub v: AttnOperand,
+    /// Output, [batch, hq, sq, dv]; must not overlap q, k, v or the mask.
+    pub out: AttnOperand,
+    /// Optional additive mask.
+    pub mask: Option<AttnMask>,
+    /// Batch size.
+    pub batch: usize,
+    /// Query heads (a multiple of `hkv`).
+    pub hq: usize,
+    /// Key/value heads.
+    pub hkv: usize,
+    /// Query rows.
+    pub sq: usize,
+    /// Keys.
+    pub skv: usize,
+    /// Head size of q and k.
+    pub d: usize,
+    /// Head size of v and out.
+    pub dv: usize,
+    /// Multiplies q·k.
+    pub scale: f32,
+    /// Causal masking, aligned to the end (see above).
+    pub causal: bool,
+}
+
+/// Whether an operand's every row start is 16-byte aligned (`rows_aligned16` in the kernel).
+fn rows_aligned16(o: &AttnOperand, elem: usize) -> bool {
+    let e = (16 / elem) as i64;
+    o.ptr % 16 == 0 && o.strides.iter().all(|s| s % e == 0)
+}
+
+/// Whether the output takes the tensor-core path's 4-byte stores (`out_pairs` in the kernel).
+fn out_pairs(o: &AttnOperand) -> bool {
+    o.ptr % 4 == 0 && o.strides.iter().all(|s| s % 2 == 0)
+}
+
+/// Checks that every element of a [dims] view with element strides `strides` (last one 1 for operands) lies in
+/// `bytes` bytes from `ptr`, with `ptr` element-aligned and the strides non-negative.
+fn check_view(what: &str, ptr: u64, bytes: usize, dims: &[usize], strides: &[i64], elem: usize) -> Result<()> {
+    if ptr % elem as u64 != 0 {
+        return Err(Error::Graph(format!("attention: {what} address {ptr:#x} is not aligned to its element size")));
+    }
+    if strides.iter().any(|&s| s < 0) {
+        return Err(Error::Graph(format!("attention: {what} has negative strides {strides:?}")));
+    }
+    if dims.contains(&0) {
+        return Ok(());
+    }
+    // Offset of the last element + 1, in u128 so that no product overflows.
+    let end = dims.iter().zip(strides).map(|(&n, &s)| (n as u128 - 1) * s as u128).sum::<u128>() + 1;
+    if end * elem as u128 > bytes as u128 {
+        return Err(Error::Graph(format!(
+            "attention: {what} of shape {dims:?} with strides {strides:?} reaches {} bytes, the buffer has {bytes}",
+            end * elem as u128
+        )));
+    }
+    Ok(())
+}
+
+/// Launches the attention kernel on strided operands (the kernel's ABI, see `kernels/attention.cu`), after
+/// checking them: dtype f32/f16/bf16, `hq` a multiple of `hkv`, dimensions within the kernel's limits, every
+/// element the strides reach inside its buffer. Fast paths need every q/k/v row start 16-byte aligned (and, for
+/// tensor cores, even out strides); other layouts run on the generic path. Nothing is launched when the output is
+/// empty.
+pub(crate) fn run(dev: &CudaBackend, dtype: DType, ops: &AttnOperands) -> Result<()> {
+    let &AttnOperands { batch, hq, hkv, sq, skv, d, dv, scale, causal, .. } = ops;
+    let sfx = suffix(dtype)?;
+    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(Error::Graph(format!("attention: unsupported dtype {dtype:?}")));
+    }
+    if batch * hq * sq == 0 || dv == 0 {
+        return Ok(());
+    }
+    if hkv == 0 || hq % hkv != 0 {
+        return Err(Error::Graph(format!("attention: {hq} query heads are not a multiple of {hkv} kv heads")));
+    }
+    let fits_i32 = [batch, hq, hkv, sq, skv, d, dv].iter().all(|&x| x <= i32::MAX as usize);
+    if !fits_i32 || batch * hq > 65_535 {
+        return Err(Error::Unsupported {
+            backend: "cuda",
+            what: format!("attention with batch x heads = {} (at most 65535) or a dimension over 2^31", batch * hq),
+        });
+    }
+    let elem = dtype.size();
+    let views = [
+        ("q", &ops.q, [batch, hq, sq, d]),
+        ("k", &ops.k, [batch, hkv, skv, d]),
+        ("v", &ops.v, [batch, hkv, skv, dv]),
+        ("out", &ops.out, [batch, hq, sq, dv]),
+    ];
+    for (what, o, dims) in &views {
+        let st = [o.strides[0], o.strides[1], o.strides[2], 1];
+        check_view(what, o.ptr, o.bytes, dims, &st, elem)?;
+    }
+    let (pm, ms) = match &ops.mask {
+        Some(m) => {
+            check_view("mask", m.ptr, m.bytes, &[batch, hq, sq, skv], &m.strides, elem)?;
+            (m.ptr, m.strides)
+        }
+        None => (0u64, [0i64; 4]),
+    };
+
+    let info = &dev.dev.info;
+    let cc = info.compute_capability.0;
+    let in16 = [&ops.q, &ops.k, &ops.v].iter().all(|o| rows_aligned16(o, elem));
+    let p = plan(dtype, d, dv, in16, out_pairs(&ops.out), cc);
+    let limit = (info.max_shared_per_block_optin as usize).max(DEFAULT_SHARED);
+    if p.shared > limit {
+        return Err(Error::Unsupported {
+            backend: "cuda",
+            what: format!(
+                "attention with head sizes {d}/{dv}: needs {} bytes of shared memory, the GPU has {limit}",
+                p.shared
+            ),
+        });
+    }
+
+    // Tensor-core and f32 tiled paths have an entry point per head size; the generic path one per dtype.
+    let name = if p.tensor_cores || f32_tiled(dtype, d, dv, in16, cc).is_some() {
+        format!("attention_{sfx}_d{d}")
+    } else {
+        format!("attention_{sfx}")
+    };
+    let f = dev.kernels.function(&SOURCE, &name)?;
+    if p.shared > DEFAULT_SHARED {
+        f.set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared as i32)
+            .map_err(super::launch_err("attention (shared-memory limit)"))?;
+    }
+    let ints: [i32; 7] = [batch as i32, hq as i32, hkv as i32, sq as i32, skv as i32, d as i32, dv as i32];
+    let strides: Vec<i64> = [&ops.q, &ops.k, &ops.v, &ops.out].iter().flat_map(|o| o.strides).collect();
+    let c = causal as i32;
+    let cfg = LaunchConfig {
+        grid_dim: (sq.div_ceil(p.rows) as u32, (batch * hq) as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: p.shared as u32,
+    };
+    let mut l = dev.dev.stream.launch_builder(&f);
+    l.arg(&ops.q.ptr).arg(&ops.k.ptr).arg(&ops.v.ptr).arg(&pm).arg(&ops.out.ptr);
+    for x in &ints {
+        l.arg(x);
+    }
+    for x in &ms {
+        l.arg(x);
+    }
+    for x in &strides {
+        l.arg(x);
+    }
+    l.arg(&scale).arg(&c);
+    // SAFETY: every element the kernel reads or writes (q, k, v, mask, out through their strides) was checked to
+    // lie inside its buffer above; the grid and shared memory follow `plan`, which mirrors the kernel's own path
+    // choice, and the argument list is the kernel's ABI.
+    unsafe { l.launch(cfg) }.map(drop).map_err(super::launch_err("attention"))
+}
+
+/// Runs `Op::Attention`: inputs q, k, v (contiguous [batch, heads, seq, head_dim]) and an optional additive mask
+/// broadcast to [batch, hq, sq, skv].
 pub(crate) fn launch(dev: &CudaBackend, call: &OpCall<'_>, inputs: &[&CudaBuffer], out: &mut CudaBuffer) -> Result<()> {
     let Op::Attention { scale, causal } = call.op else {
         return Err(Error::Graph("attention::launch called for another op".into()));
@@ -130,74 +333,35 @@ pub(crate) fn launch(dev: &CudaBackend, call: &OpCall<'_>, inputs: &[&CudaBuffer
     }
     let (batch, hq, sq, d) = (qd[0], qd[1], qd[2], qd[3]);
     let (hkv, skv, dv) = (kd[1], kd[2], vd[3]);
-    if batch * hq * sq == 0 || dv == 0 {
-        return Ok(());
-    }
-    if hkv == 0 || hq % hkv != 0 {
-        return Err(Error::Graph(format!("attention: {hq} query heads are not a multiple of {hkv} kv heads")));
-    }
-    let fits_i32 = [batch, hq, hkv, sq, skv, d, dv].iter().all(|&x| x <= i32::MAX as usize);
-    if !fits_i32 || batch * hq > 65_535 {
-        return Err(Error::Unsupported {
-            backend: "cuda",
-            what: format!("attention with batch x heads = {} (at most 65535) or a dimension over 2^31", batch * hq),
-        });
-    }
-
-    // Mask strides: broadcast the mask's shape (right-aligned, up to 4-D) to [b, hq, sq, skv].
-    let (pm, ms) = match (call.inputs.get(3), inputs.get(3)) {
+    let mask = match (call.inputs.get(3), inputs.get(3)) {
         (Some(md), Some(mb)) => {
             let full = crate::tensor::Shape::new([batch, hq, sq, skv]);
             let s = md.shape.broadcast_strides(&full);
-            (mb.device_ptr(), [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64])
+            Some(AttnMask {
+                ptr: mb.device_ptr(),
+                bytes: mb.len(),
+                strides: [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64],
+            })
         }
-        _ => (0u64, [0i64; 4]),
+        _ => None,
     };
-    let (pq, pk, pv, po) = (inputs[0].device_ptr(), inputs[1].device_ptr(), inputs[2].device_ptr(), out.device_ptr());
-    let info = &dev.dev.info;
-    let aligned16 = (pq | pk | pv) % 16 == 0;
-    let p = plan(q.dtype, d, dv, aligned16, info.compute_capability.0);
-    let limit = (info.max_shared_per_block_optin as usize).max(DEFAULT_SHARED);
-    if p.shared > limit {
-        return Err(Error::Unsupported {
-            backend: "cuda",
-            what: format!(
-                "attention with head sizes {d}/{dv}: needs {} bytes of shared memory, the GPU has {limit}",
-                p.shared
-            ),
-        });
-    }
-
-    // Tensor-core and f32 tiled paths have an entry point per head size; the generic path one per dtype.
-    let name = if p.tensor_cores || f32_tiled(q.dtype, d, dv, aligned16, info.compute_capability.0).is_some() {
-        format!("attention_{}_d{d}", suffix(q.dtype)?)
-    } else {
-        format!("attention_{}", suffix(q.dtype)?)
+    let ops = AttnOperands {
+        q: AttnOperand::contiguous(inputs[0].device_ptr(), inputs[0].len(), hq, sq, d),
+        k: AttnOperand::contiguous(inputs[1].device_ptr(), inputs[1].len(), hkv, skv, d),
+        v: AttnOperand::contiguous(inputs[2].device_ptr(), inputs[2].len(), hkv, skv, dv),
+        out: AttnOperand::contiguous(out.device_ptr(), out.len(), hq, sq, dv),
+        mask,
+        batch,
+        hq,
+        hkv,
+        sq,
+        skv,
+        d,
+        dv,
+        scale: *scale,
+        causal: *causal,
     };
-    let f = dev.kernels.function(&SOURCE, &name)?;
-    if p.shared > DEFAULT_SHARED {
-        f.set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared as i32)
-            .map_err(super::launch_err("attention (shared-memory limit)"))?;
-    }
-    let ints: [i32; 7] = [batch as i32, hq as i32, hkv as i32, sq as i32, skv as i32, d as i32, dv as i32];
-    let c = *causal as i32;
-    let cfg = LaunchConfig {
-        grid_dim: (sq.div_ceil(p.rows) as u32, (batch * hq) as u32, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: p.shared as u32,
-    };
-    let mut l = dev.dev.stream.launch_builder(&f);
-    l.arg(&pq).arg(&pk).arg(&pv).arg(&pm).arg(&po);
-    for x in &ints {
-        l.arg(x);
-    }
-    for x in &ms {
-        l.arg(x);
-    }
-    l.arg(scale).arg(&c);
-    // SAFETY: q, k, v, out are contiguous device buffers with the shapes in `call`; the mask strides come from its
-    // broadcast shape; the grid and shared memory follow `plan`, which mirrors the kernel's own path choice.
-    unsafe { l.launch(cfg) }.map(drop).map_err(super::launch_err("attention"))
+    run(dev, q.dtype, &ops)
 }
 
 #[cfg(test)]
@@ -206,12 +370,15 @@ mod tests {
 
     #[test]
     fn plan_picks_tensor_cores_only_where_the_kernel_does() {
-        let p = plan(DType::BF16, 64, 64, true, 9);
-        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 32 * 1024 });
-        let p = plan(DType::F16, 128, 128, true, 8);
-        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 64 * 1024 });
+        let p = plan(DType::BF16, 64, 64, true, true, 9);
+        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 32 * 1024 + 256 });
+        let p = plan(DType::F16, 128, 128, true, true, 8);
+        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 64 * 1024 + 128 });
         for dt in [DType::F16, DType::BF16] {
-            assert_eq!(plan(dt, 32, 32, true, 9), Plan { tensor_cores: true, rows: 128, shared: 16 * 1024 });
+            assert_eq!(
+                plan(dt, 32, 32, true, true, 9),
+                Plan { tensor_cores: true, rows: 128, shared: 16 * 1024 + 256 }
+            );
         }
         for (dt, d, dv, al, cc) in [
             (DType::F32, 64, 64, false, 9),
@@ -224,7 +391,7 @@ mod tests {
             (DType::F16, 32, 64, true, 9),
             (DType::F16, 128, 128, true, 7),
         ] {
-            let p = plan(dt, d, dv, al, cc);
+            let p = plan(dt, d, dv, al, true, cc);
             assert!(!p.tensor_cores, "{dt:?} {d}/{dv} aligned {al} sm_{cc}x");
             assert_eq!(p.rows, GEN_ROWS);
         }
@@ -233,13 +400,13 @@ mod tests {
     #[test]
     fn f32_tiled_path_matches_the_kernel_tiles() {
         // Sizes of F32Tile<D, TM, TN>::SMEM_BYTES for the kernel's defaults.
-        assert_eq!(plan(DType::F32, 32, 32, true, 9), Plan { tensor_cores: false, rows: 128, shared: 52_224 });
-        assert_eq!(plan(DType::F32, 64, 64, true, 8), Plan { tensor_cores: false, rows: 64, shared: 60_416 });
-        assert_eq!(plan(DType::F32, 128, 128, true, 9), Plan { tensor_cores: false, rows: 64, shared: 109_568 });
+        assert_eq!(plan(DType::F32, 32, 32, true, true, 9), Plan { tensor_cores: false, rows: 128, shared: 52_224 });
+        assert_eq!(plan(DType::F32, 64, 64, true, true, 8), Plan { tensor_cores: false, rows: 64, shared: 60_416 });
+        assert_eq!(plan(DType::F32, 128, 128, true, true, 9), Plan { tensor_cores: false, rows: 64, shared: 109_568 });
         for (d, dv, al, cc) in
             [(32, 32, false, 9), (64, 32, true, 9), (80, 80, true, 9), (16, 16, true, 9), (64, 64, true, 7)]
         {
-            assert_eq!(plan(DType::F32, d, dv, al, cc).rows, GEN_ROWS, "f32 {d}/{dv} aligned {al} sm_{cc}x");
+            assert_eq!(plan(DType::F32, d, dv, al, true, cc).rows, GEN_ROWS, "f32 {d}/{dv} aligned {al} sm_{cc}x");
         }
         assert!(f32_tiled(DType::BF16, 64, 64, true, 9).is_none());
     }
@@ -251,7 +418,51 @@ mod tests {
         assert_eq!(generic_tk(1, 1), 32);
         // d = 200, dv = 136 needs more than 48 KiB even with 4 keys: the launcher raises the limit.
         assert_eq!(generic_tk(200, 136), 4);
-        assert!(plan(DType::F32, 200, 136, true, 9).shared > DEFAULT_SHARED);
-        assert!(plan(DType::F32, 64, 64, false, 9).shared <= DEFAULT_SHARED);
+        assert!(plan(DType::F32, 200, 136, true, true, 9).shared > DEFAULT_SHARED);
+        assert!(plan(DType::F32, 64, 64, false, true, 9).shared <= DEFAULT_SHARED);
+    }
+
+    #[test]
+    fn tensor_cores_need_out_pairs() {
+        assert!(!plan(DType::F16, 32, 32, true, false, 9).tensor_cores);
+        assert_eq!(plan(DType::F16, 32, 32, true, false, 9).rows, GEN_ROWS);
+        // The f32 path stores scalars where out's rows are not 16-byte aligned: no rule on out.
+        assert_eq!(plan(DType::F32, 32, 32, true, false, 9).rows, 128);
+    }
+
+    #[test]
+    fn packed_qkv_strides_keep_the_fast_paths() {
+        // [b, s, (hq + 2 hkv) d] with hq = hkv = 12, d = 32: q at 0, k at hq d, v at 2 hq d.
+        let (s, h, d) = (128i64, 12i64, 32i64);
+        let row = 3 * h * d;
+        let base = 0x7000_0000u64;
+        let op = |off: i64| AttnOperand { ptr: base + off as u64 * 2, bytes: 0, strides: [s * row, d, row] };
+        for o in [op(0), op(h * d), op(2 * h * d)] {
+            assert!(rows_aligned16(&o, 2));
+        }
+        let out = AttnOperand { ptr: base, bytes: 0, strides: [s * h * d, d, h * d] };
+        assert!(out_pairs(&out));
+        // A row stride of an odd number of elements breaks both rules.
+        let odd = AttnOperand { ptr: base, bytes: 0, strides: [s * (row + 1), d, row + 1] };
+        assert!(!rows_aligned16(&odd, 2) && !out_pairs(&odd));
+        assert!(!rows_aligned16(&AttnOperand { ptr: base + 8, ..op(0) }, 2));
+        // f32 needs strides in multiples of 4 elements.
+        assert!(rows_aligned16(&AttnOperand { ptr: base, bytes: 0, strides: [8, 4, 12] }, 4));
+        assert!(!rows_aligned16(&AttnOperand { ptr: base, bytes: 0, strides: [8, 4, 6] }, 4));
+    }
+
+    #[test]
+    fn views_must_fit_their_buffers() {
+        // [2, 3, 5, 4] contiguous f16: 120 elements, 240 bytes.
+        let st = [60, 20, 4, 1];
+        assert!(check_view("q", 256, 240, &[2, 3, 5, 4], &st, 2).is_ok());
+        assert!(check_view("q", 256, 238, &[2, 3, 5, 4], &st, 2).is_err());
+        assert!(check_view("q", 257, 240, &[2, 3, 5, 4], &st, 2).is_err());
+        assert!(check_view("q", 256, 240, &[2, 3, 5, 4], &[60, 20, -4, 1], 2).is_err());
+        // Broadcast strides and empty views need no memory beyond one row / nothing.
+        assert!(check_view("mask", 256, 8, &[2, 3, 5, 4], &[0, 0, 0, 1], 2).is_ok());
+        assert!(check_view("k", 256, 0, &[2, 3, 0, 4], &st, 2).is_ok());
+        // Huge strides do not overflow.
+        assert!(check_view("q", 256, 240, &[2, 3, 5, 4], &[i64::MAX, 20, 4, 1], 2).is_err());
     }
 }

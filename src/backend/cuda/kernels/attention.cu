@@ -1,15 +1,22 @@
 // Fused attention forward (flash-attention style) for mlx-native.
 //
 // ABI, every entry point (T = float, __half or __nv_bfloat16):
-//   (const T* q      [batch, hq,  sq,  d ] contiguous,
-//    const T* k      [batch, hkv, skv, d ] contiguous,
-//    const T* v      [batch, hkv, skv, dv] contiguous,
+//   (const T* q      element (b,h,i,c) of [batch, hq,  sq,  d ] at q[b*qsb + h*qsh + i*qss + c],
+//    const T* k      element (b,g,j,c) of [batch, hkv, skv, d ] at k[b*ksb + g*ksh + j*kss + c],
+//    const T* v      element (b,g,j,c) of [batch, hkv, skv, dv] at v[b*vsb + g*vsh + j*vss + c],
 //    const T* mask   additive, or nullptr; element (b,h,i,j) at mask[b*msb + h*msh + i*msq + j*msk],
-//    T* out          [batch, hq, sq, dv] contiguous,
+//    T* out          element (b,h,i,c) of [batch, hq, sq, dv] at out[b*osb + h*osh + i*oss + c],
 //    int batch, int hq, int hkv, int sq, int skv, int d, int dv,
 //    long long msb, long long msh, long long msq, long long msk,   mask strides in elements (0 = broadcast)
+//    long long qsb, long long qsh, long long qss,   q strides in elements: batch, head, sequence row
+//    long long ksb, long long ksh, long long kss,   k strides (kv head)
+//    long long vsb, long long vsh, long long vss,   v strides (kv head)
+//    long long osb, long long osh, long long oss,   out strides (query head)
 //    float scale,    multiplies q.k
 //    int causal)     1: query i sees key j only if j <= i + (skv - sq) (aligned to the end)
+// The last dimension of q, k, v and out is contiguous; contiguous [b, h, s, d] is qsb = h*s*d, qsh = s*d, qss = d.
+// A packed QKV projection [b, s, (hq + 2*hkv) * d] is q at offset 0, k at hq*d, v at (hq+hkv)*d with row stride
+// (hq+2*hkv)*d, head stride d, batch stride s*(hq+2*hkv)*d. out must not overlap q, k, v or mask.
 // Query head h reads kv head h / (hq / hkv). Accumulation in f32, one rounding to T on store.
 //
 // Entry points: attention_f32 / attention_f16 / attention_bf16 run the generic path; the fast paths have one
@@ -18,17 +25,26 @@
 // (src/backend/cuda/attention.rs, `plan`) picks the entry point and the launch geometry. Compiles under NVRTC (no
 // host headers) and nvcc. Standalone check and benchmark: tools/attention/.
 //
-//  * Tensor-core path (f16/bf16, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): 4 warps, every warp owns
-//    16 * MT query rows, K/V tiles stream through a 2-stage cp.async pipeline into XOR-swizzled shared memory,
-//    S = Q K^T and O += P V with mma.sync m16n8k16 (ldmatrix fragments, f32 accumulate), online softmax in the
-//    exp2 domain, P kept in registers; the exponentials of a tile share one instruction block with its P V
-//    products, so the MUFU and tensor pipes work together.
+// Fast paths need every row start 16-byte aligned: q, k, v 16-byte aligned and each of qsb, qsh, qss, ksb, ksh, kss,
+// vsb, vsh, vss a multiple of 16 / sizeof(T) elements ("q/k/v 16-byte aligned" below). The tensor-core path also
+// stores out 4 bytes at a time: out 4-byte aligned and osb, osh, oss even ("out pairs"). The f32 path stores float4
+// where out and its strides allow it, else scalars (no rule on out). Whatever misses a rule takes the generic path
+// (the launcher decides; a fast entry point called outside its rules returns without writing).
+//
+//  * Tensor-core path (f16/bf16, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, out pairs, sm_80+): 4 warps,
+//    every warp owns 16 * MT query rows, K/V tiles stream through a 2-stage cp.async pipeline into XOR-swizzled
+//    shared memory, S = Q K^T and O += P V with mma.sync m16n8k16 (ldmatrix fragments, f32 accumulate), online
+//    softmax in the exp2 domain, P kept in registers; the exponentials of a tile share one instruction block with
+//    its P V products, so the MUFU and tensor pipes work together.
 //      d = 32:  MT = 2, BR = 128 query rows per block, BC = 64 keys per tile, Q fragments in registers (loaded
-//               once); the Q tile is staged in the second K/V stage, so shared memory is 16 KiB; mask pairs
-//               are loaded before Q K^T
-//      d = 64:  MT = 2, BR = 128, BC = 64, Q fragments in registers, Q staged in the second stage: 32 KiB
+//               once); the Q tile is staged in the second K/V stage, so shared memory is 16 KiB + 256 bytes
+//      d = 64:  MT = 2, BR = 128, BC = 64, Q fragments in registers, Q staged in the second stage: 32 KiB + 256
 //      d = 128: MT = 2, BR = 128, BC = 32, Q fragments re-read from shared memory every tile;
-//               shared memory 64 KiB (the launcher raises the function's dynamic shared-memory limit)
+//               shared memory 64 KiB + 128 (the launcher raises the function's dynamic shared-memory limit)
+//    The extra 2 * BC elements are a mask row per stage: a mask that is the same for every query row (msq == 0,
+//    e.g. [b,1,1,skv] padding), contiguous along keys (msk == 1) and whose (b, h) row start is 16-byte aligned
+//    streams its tile's BC values through the cp.async pipeline with K and V; other masks are read from global
+//    memory after Q K^T (two adjacent keys per 32-bit load where the mask allows it).
 //  * Register-tiled f32 path (f32, d == dv in {32, 64, 128}, q/k/v 16-byte aligned, sm_80+): exact FP32 FMA, see
 //    attn_f32_tiled.
 //  * Generic FMA path (every dtype, any d/dv): 128 threads, 32 query rows per block, TK keys per tile
@@ -101,12 +117,13 @@ constexpr bool D128_QREG = true;
 constexpr int D128_MT = 1, D128_BC = 32;
 constexpr bool D128_QREG = true;
 #endif
-// MLXN_ATTN_MPRE = 0: d = 32 reads its mask after Q K^T like the other head sizes (the old way).
-#ifndef MLXN_ATTN_MPRE
-#define MLXN_ATTN_MPRE 1
-#endif
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr int GEN_ROWS = 32;
+
+// Element strides of q, k, v and out: batch, head, sequence row (the ABI's qsb ... oss).
+struct Strides {
+    long long qsb, qsh, qss, ksb, ksh, kss, vsb, vsh, vss, osb, osh, oss;
+};
 
 // ---------------------------------------------------------------------------------------------------------------
 // small helpers
@@ -238,21 +255,40 @@ template <int D> __device__ __forceinline__ int swz(int row, int chunk) {
         return row * D + ((chunk ^ (row & 7)) << 3);
 }
 
-// Copies rows [row0, row0 + R) of a [nrows, D] matrix into a swizzled tile, zero-filling rows past nrows.
+// Copies rows [row0, row0 + R) of a [nrows, D] matrix (rows `ld` elements apart) into a swizzled tile,
+// zero-filling rows past nrows.
 template <typename T, int D, int R>
-__device__ __forceinline__ void load_tile(T* tile, const T* g, int row0, int nrows, int tid) {
+__device__ __forceinline__ void load_tile(T* tile, const T* g, long long ld, int row0, int nrows, int tid) {
     constexpr int CH = D / 8;
     constexpr int TOTAL = R * CH;
     static_assert(TOTAL % NTHREADS == 0, "tile must split evenly over the block");
+    // A thread copies the same chunk c of rows r0, r0 + RS, r0 + 2 RS, ...: one 64-bit product per tile, then
+    // additions of a block-uniform step.
+    constexpr int RS = NTHREADS / CH;
+    static_assert(NTHREADS % CH == 0, "whole rows per pass");
+    const int r0 = tid / CH;
+    const int c = tid % CH;
+    const T* src0 = g + (long long)(row0 + r0) * ld + c * 8;
+    const long long step = RS * ld;
 #pragma unroll
     for (int it = 0; it < TOTAL / NTHREADS; ++it) {
-        int idx = tid + it * NTHREADS;
-        int r = idx / CH;
-        int c = idx % CH;
-        int gr = row0 + r;
-        bool valid = gr < nrows;
-        const T* src = valid ? g + (size_t)gr * D + c * 8 : g;
-        cp_async16(smem_u32(tile + swz<D>(r, c)), src, valid);
+        const int r = r0 + it * RS;
+        const bool valid = row0 + r < nrows;
+        cp_async16(smem_u32(tile + swz<D>(r, c)), valid ? src0 + it * step : g, valid);
+    }
+}
+
+// Copies the BC mask values of keys [key0, key0 + BC) into `sm` (BC / 8 chunks of 16 bytes), zero-filling keys
+// past skv (cp.async reads only the bytes below skv). `mp` is the (b, h) mask row, 16-byte aligned, msk == 1.
+template <typename T, int BC>
+__device__ __forceinline__ void load_mask_row(T* sm, const T* mp, int key0, int skv, int tid) {
+    static_assert(BC % 8 == 0 && BC / 8 <= NTHREADS, "mask row in 16-byte chunks");
+    if (tid < BC / 8) {
+        const int key = key0 + tid * 8;
+        const int n = min(max(skv - key, 0), 8);
+        const T* src = n > 0 ? mp + key : mp;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(sm + tid * 8)), "l"(src),
+                     "r"(n * (int)sizeof(T)));
     }
 }
 
@@ -263,7 +299,7 @@ template <typename T, int D, int MT, int BC, bool QREG, int NSPLIT>
 __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                                          const T* __restrict__ mask, T* __restrict__ out, int hq, int hkv, int sq,
                                          int skv, long long msb, long long msh, long long msq, long long msk,
-                                         float scale, int causal, unsigned char* smem) {
+                                         const Strides& st, float scale, int causal, unsigned char* smem) {
     constexpr int BR = 4 * 16 * MT;
     constexpr int KT = D / 16;   // k-steps of Q K^T
     constexpr int NT = BC / 8;   // n-tiles of S
@@ -273,7 +309,6 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
     static_assert(NP_ST >= 1 && NP_ST * 16 * NSPLIT == BC, "sub-tiles must be whole 16-key steps");
     // Q aliases stage 1 when its fragments live in registers and it is exactly one K+V stage in size.
     constexpr bool ALIAS = QREG && (BR == 2 * BC);
-    constexpr bool MPRE = D == 32 && MLXN_ATTN_MPRE;   // mask pairs prefetched into registers (see below)
 
     const int tid = threadIdx.x;
     const int warp = tid >> 5;
@@ -287,10 +322,10 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
     const int b = bh / hq;
     const int h = bh - b * hq;
     const int hk = h / (hq / hkv);
-    const T* qp = q + (size_t)bh * sq * D;
-    const T* kp = k + ((size_t)b * hkv + hk) * skv * D;
-    const T* vp = v + ((size_t)b * hkv + hk) * skv * D;
-    T* op = out + (size_t)bh * sq * D;
+    const T* qp = q + b * st.qsb + h * st.qsh;
+    const T* kp = k + b * st.ksb + hk * st.ksh;
+    const T* vp = v + b * st.vsb + hk * st.vsh;
+    T* op = out + b * st.osb + h * st.osh;
     const T* mp = mask ? mask + (long long)b * msb + (long long)h * msh : nullptr;
 
     const int q0 = qb * BR;
@@ -302,6 +337,9 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
     // start 4-byte aligned gives both in one 32-bit load.
     const bool mpair = mp != nullptr && msk == 1 && (msq & 1) == 0 &&
                        (reinterpret_cast<unsigned long long>(mp) & 3ull) == 0;
+    // One mask row for every query, contiguous and 16-byte aligned: it streams through shared memory (msm).
+    const bool msm =
+        mp != nullptr && msq == 0 && msk == 1 && (reinterpret_cast<unsigned long long>(mp) & 15ull) == 0;
 
     // QREG: Q fragments live in registers (loaded once); otherwise they are re-read by ldmatrix every key tile.
     T* sQ = reinterpret_cast<T*>(smem);
@@ -309,11 +347,14 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
     T* sV0 = sK0 + BC * D;
     T* sK1 = sV0 + BC * D;
     T* sV1 = sK1 + BC * D;
+    T* sM0 = sV1 + BC * D;   // mask row of stage 0, then of stage 1 (msm)
+    T* sM1 = sM0 + BC;
     if (ALIAS) sQ = sK1;
 
-    load_tile<T, D, BR>(sQ, qp, q0, sq, tid);
-    load_tile<T, D, BC>(sK0, kp, 0, skv, tid);
-    load_tile<T, D, BC>(sV0, vp, 0, skv, tid);
+    load_tile<T, D, BR>(sQ, qp, st.qss, q0, sq, tid);
+    load_tile<T, D, BC>(sK0, kp, st.kss, 0, skv, tid);
+    load_tile<T, D, BC>(sV0, vp, st.vss, 0, skv, tid);
+    if (msm) load_mask_row<T, BC>(sM0, mp, 0, skv, tid);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -348,34 +389,18 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
         const int buf = j & 1;
         T* sK = buf ? sK1 : sK0;
         T* sV = buf ? sV1 : sV0;
+        const T* sM = buf ? sM1 : sM0;
         // Tile j has landed for every thread, and every warp has finished tile j - 1, whose stage is refilled
         // next: one barrier per tile.
         cp_async_wait<0>();
         __syncthreads();
         if (j + 1 < nkb) {
-            load_tile<T, D, BC>(buf ? sK0 : sK1, kp, (j + 1) * BC, skv, tid);
-            load_tile<T, D, BC>(buf ? sV0 : sV1, vp, (j + 1) * BC, skv, tid);
+            load_tile<T, D, BC>(buf ? sK0 : sK1, kp, st.kss, (j + 1) * BC, skv, tid);
+            load_tile<T, D, BC>(buf ? sV0 : sV1, vp, st.vss, (j + 1) * BC, skv, tid);
+            if (msm) load_mask_row<T, BC>(buf ? sM0 : sM1, mp, (j + 1) * BC, skv, tid);
         }
         cp_async_commit();
-
-        // d = 32 (MPRE): the tile's mask pairs are loaded before Q K^T, so their global latency overlaps it.
         const int kbase = j * BC;
-        unsigned mpre[MPRE ? MT : 1][MPRE ? NT : 1][2];
-        if (MPRE && mpair) {
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                    for (int hh = 0; hh < 2; ++hh) {
-                        const int row = wrow0 + mt * 16 + g + hh * 8;
-                        const int key0 = kbase + nt * 8 + tq * 2;
-                        mpre[MPRE ? mt : 0][MPRE ? nt : 0][hh] =
-                            row < sq && key0 + 1 < skv
-                                ? *reinterpret_cast<const unsigned*>(mp + (long long)row * msq + key0)
-                                : 0u;
-                    }
-        }
 
         // S = Q K^T, sub-tile by sub-tile (NSPLIT sub-tiles of BC / NSPLIT keys), so that the softmax of one
         // sub-tile can issue while the tensor cores still work on the next one's products.
@@ -419,20 +444,19 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
         if (mp != nullptr || edge || !(sl2 > 0.f)) {
             f = 1.f;
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
+            for (int nt = 0; nt < NT; ++nt) {
+                // msm: the two keys' mask values, shared by every row (zero past skv, where keys die anyway)
+                const float2 mcol = msm ? Conv<T>::to_f2(sM + nt * 8 + tq * 2) : make_float2(0.f, 0.f);
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                     for (int hh = 0; hh < 2; ++hh) {
                         const int row = wrow0 + mt * 16 + g + hh * 8;
                         const int key0 = kbase + nt * 8 + tq * 2;
-                        float2 mv = make_float2(0.f, 0.f);
-                        if (mp != nullptr && row < sq) {
+                        float2 mv = mcol;
+                        if (mp != nullptr && !msm && row < sq) {
                             const T* mr = mp + (long long)row * msq;
-                            if (MPRE && mpair && key0 + 1 < skv) {
-                                const unsigned pr = mpre[MPRE ? mt : 0][MPRE ? nt : 0][hh];
-                                mv = Conv<T>::to_f2(reinterpret_cast<const T*>(&pr));
-                            } else if (mpair && key0 + 1 < skv) {
+                            if (mpair && key0 + 1 < skv) {
                                 mv = Conv<T>::to_f2(mr + key0);
                             } else {
                                 if (key0 < skv) mv.x = Conv<T>::to_f(mr[(long long)key0 * msk]);
@@ -447,6 +471,7 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
                             s[mt][nt][2 * hh + e] = dead ? neg_inf() : x;
                         }
                     }
+            }
         }
 
 #pragma unroll
@@ -535,7 +560,7 @@ __device__ __forceinline__ void attn_mma(const T* __restrict__ q, const T* __res
             const float inv = l > 0.f ? 1.f / l : 0.f;
             const int row = wrow0 + mt * 16 + g + hh * 8;
             if (row < sq) {
-                T* orow = op + (size_t)row * D;
+                T* orow = op + row * st.oss;
 #pragma unroll
                 for (int nt = 0; nt < DT; ++nt) {
                     unsigned pk = Conv<T>::pack(o[mt][nt][2 * hh] * inv, o[mt][nt][2 * hh + 1] * inv);
@@ -555,8 +580,8 @@ template <typename T>
 __device__ __forceinline__ void attn_generic(const T* __restrict__ q, const T* __restrict__ k,
                                              const T* __restrict__ v, const T* __restrict__ mask,
                                              T* __restrict__ out, int hq, int hkv, int sq, int skv, int d, int dv,
-                                             long long msb, long long msh, long long msq, long long msk, float scale,
-                                             int causal, float* smem) {
+                                             long long msb, long long msh, long long msq, long long msk,
+                                             const Strides& st, float scale, int causal, float* smem) {
     const int TK = gen_tk(d, dv);
     const int dp = (d + 3) & ~3;
     const int dpad = dp + 4;
@@ -575,10 +600,10 @@ __device__ __forceinline__ void attn_generic(const T* __restrict__ q, const T* _
     const int b = bh / hq;
     const int h = bh - b * hq;
     const int hk = h / (hq / hkv);
-    const T* qp = q + (size_t)bh * sq * d;
-    const T* kp = k + ((size_t)b * hkv + hk) * skv * d;
-    const T* vp = v + ((size_t)b * hkv + hk) * skv * dv;
-    T* op = out + (size_t)bh * sq * dv;
+    const T* qp = q + b * st.qsb + h * st.qsh;
+    const T* kp = k + b * st.ksb + hk * st.ksh;
+    const T* vp = v + b * st.vsb + hk * st.vsh;
+    T* op = out + b * st.osb + h * st.osh;
     const T* mp = mask ? mask + (long long)b * msb + (long long)h * msh : nullptr;
 
     const int q0 = qb * GEN_ROWS;
@@ -590,7 +615,7 @@ __device__ __forceinline__ void attn_generic(const T* __restrict__ q, const T* _
     for (int i = tid; i < GEN_ROWS * dp; i += NTHREADS) {
         int r = i / dp, c = i - r * dp;
         float x = 0.f;
-        if (q0 + r < sq && c < d) x = Conv<T>::to_f(qp[(size_t)(q0 + r) * d + c]) * sl2;
+        if (q0 + r < sq && c < d) x = Conv<T>::to_f(qp[(q0 + r) * st.qss + c]) * sl2;
         sQ[r * dpad + c] = x;
     }
     for (int i = tid; i < GEN_ROWS * dvo; i += NTHREADS) sO[i] = 0.f;
@@ -606,13 +631,13 @@ __device__ __forceinline__ void attn_generic(const T* __restrict__ q, const T* _
         for (int i = tid; i < TK * dp; i += NTHREADS) {
             int kr = i / dp, c = i - kr * dp;
             float x = 0.f;
-            if (kt + kr < skv && c < d) x = Conv<T>::to_f(kp[(size_t)(kt + kr) * d + c]);
+            if (kt + kr < skv && c < d) x = Conv<T>::to_f(kp[(kt + kr) * st.kss + c]);
             sK[kr * dpad + c] = x;
         }
         for (int i = tid; i < TK * dvp; i += NTHREADS) {
             int kr = i / dvp, c = i - kr * dvp;
             float x = 0.f;
-            if (kt + kr < skv && c < dv) x = Conv<T>::to_f(vp[(size_t)(kt + kr) * dv + c]);
+            if (kt + kr < skv && c < dv) x = Conv<T>::to_f(vp[(kt + kr) * st.vss + c]);
             sV[kr * dvp + c] = x;
         }
         __syncthreads();
@@ -703,7 +728,7 @@ __device__ __forceinline__ void attn_generic(const T* __restrict__ q, const T* _
     const float inv = l > 0.f ? 1.f / l : 0.f;
     __syncthreads();   // sO was zeroed by other threads; with no key tile nothing else ordered that
     if (row < sq) {
-        for (int c = qd; c < dv; c += 4) op[(size_t)row * dv + c] = Conv<T>::from_f(sO[r * dvo + c] * inv);
+        for (int c = qd; c < dv; c += 4) op[row * st.oss + c] = Conv<T>::from_f(sO[r * dvo + c] * inv);
     }
 }
 
@@ -783,10 +808,10 @@ template <int D, int TM, int TN> struct F32Tile {
 };
 
 #if MLXN_ATTN_TC
-// Rows [kt, kt + BC) of K and V into one stage, zero-filling rows past skv.
+// Rows [kt, kt + BC) of K and V into one stage, zero-filling rows past skv; kp and vp point at row kt.
 template <int D, int BC>
-__device__ __forceinline__ void f32_load_kv(float* sK, float* sV, const float* kp, const float* vp, int kt, int skv,
-                                            int tid) {
+__device__ __forceinline__ void f32_load_kv(float* sK, float* sV, const float* kp, const float* vp, long long kss,
+                                            long long vss, int kt, int skv, int tid) {
     constexpr int CH = D / 4;   // 16-byte chunks per row
     constexpr int TOTAL = BC * CH;
     static_assert(TOTAL % NTHREADS == 0, "K/V tile must split evenly over the block");
@@ -796,9 +821,10 @@ __device__ __forceinline__ void f32_load_kv(float* sK, float* sV, const float* k
         const int r = idx / CH;
         const int c = idx - r * CH;
         const bool valid = kt + r < skv;
-        const size_t go = valid ? (size_t)(kt + r) * D + c * 4 : 0;
-        cp_async16(smem_u32(sK + r * (D + 4) + c * 4), kp + go, valid);
-        cp_async16(smem_u32(sV + r * D + c * 4), vp + go, valid);
+        const float* ks = kp + r * kss + c * 4;
+        const float* vs = vp + r * vss + c * 4;
+        cp_async16(smem_u32(sK + r * (D + 4) + c * 4), valid ? ks : kp, valid);
+        cp_async16(smem_u32(sV + r * D + c * 4), valid ? vs : vp, valid);
     }
 }
 
@@ -807,7 +833,7 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
                                                const float* __restrict__ v, const float* __restrict__ mask,
                                                float* __restrict__ out, int hq, int hkv, int sq, int skv,
                                                long long msb, long long msh, long long msq, long long msk,
-                                               float scale, int causal, float* smem) {
+                                               const Strides& st, float scale, int causal, float* smem) {
     using Tl = F32Tile<D, TM, TN>;
     constexpr int BR = Tl::BR, BC = Tl::BC, DP = Tl::DP, PW = Tl::PW;
     constexpr int NU = D / 32;   // groups of 4 output columns per thread
@@ -826,10 +852,10 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
     const int b = bh / hq;
     const int h = bh - b * hq;
     const int hk = h / (hq / hkv);
-    const float* qp = q + (size_t)bh * sq * D;
-    const float* kp = k + ((size_t)b * hkv + hk) * skv * D;
-    const float* vp = v + ((size_t)b * hkv + hk) * skv * D;
-    float* op = out + (size_t)bh * sq * D;
+    const float* qp = q + b * st.qsb + h * st.qsh;
+    const float* kp = k + b * st.ksb + hk * st.ksh;
+    const float* vp = v + b * st.vsb + hk * st.vsh;
+    float* op = out + b * st.osb + h * st.osh;
     const float* mp = HAS_MASK ? mask + (long long)b * msb + (long long)h * msh : nullptr;
     const bool mrow = HAS_MASK && msq == 0;   // the same mask row for every query
 
@@ -846,7 +872,7 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
     float* sV1 = sK1 + Tl::K_FLOATS;
     float* sP = sV1 + Tl::V_FLOATS + warp * BC * PW;   // this warp's P, [BC][PW]
 
-    if (nkb > 0) f32_load_kv<D, BC>(sK0, sV0, kp, vp, 0, skv, tid);
+    if (nkb > 0) f32_load_kv<D, BC>(sK0, sV0, kp, vp, st.kss, st.vss, 0, skv, tid);
     cp_async_commit();
 
     // Q tile, transposed to [D][BR] and pre-scaled; consecutive lanes take consecutive rows (conflict-free stores).
@@ -855,7 +881,7 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
         const int r = idx % BR;
         const int c = (idx / BR) * 4;
         float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (q0 + r < sq) x = *reinterpret_cast<const float4*>(qp + (size_t)(q0 + r) * D + c);
+        if (q0 + r < sq) x = *reinterpret_cast<const float4*>(qp + (q0 + r) * st.qss + c);
         sQ[(c + 0) * BR + r] = x.x * sl2;
         sQ[(c + 1) * BR + r] = x.y * sl2;
         sQ[(c + 2) * BR + r] = x.z * sl2;
@@ -879,7 +905,9 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
         // Tile j has landed for every thread and every warp is done with tile j - 1 (its stage and its P).
         cp_async_wait<0>();
         __syncthreads();
-        if (j + 1 < nkb) f32_load_kv<D, BC>((j & 1) ? sK0 : sK1, (j & 1) ? sV0 : sV1, kp, vp, kt + BC, skv, tid);
+        if (j + 1 < nkb)
+            f32_load_kv<D, BC>((j & 1) ? sK0 : sK1, (j & 1) ? sV0 : sV1, kp + (kt + BC) * st.kss,
+                               vp + (kt + BC) * st.vss, st.kss, st.vss, kt + BC, skv, tid);
         cp_async_commit();
 
         float mk[TN];
@@ -1000,8 +1028,10 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
     }
     cp_async_wait<0>();
 
-    // epilogue: row sums over the 8 lanes of a row, normalise, store (float4 where out is 16-byte aligned)
-    const bool out16 = (reinterpret_cast<unsigned long long>(out) & 15ull) == 0;
+    // epilogue: row sums over the 8 lanes of a row, normalise, store (float4 where every row start of out is
+    // 16-byte aligned)
+    const bool out16 =
+        ((reinterpret_cast<unsigned long long>(out) & 15ull) | ((st.osb | st.osh | st.oss) & 3ll)) == 0;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
         float l = l_run[i];
@@ -1011,7 +1041,7 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
         const float inv = l > 0.f ? 1.f / l : 0.f;
         const int row = q0 + rloc + i;
         if (row < sq) {
-            float* orow = op + (size_t)row * D;
+            float* orow = op + row * st.oss;
 #pragma unroll
             for (int u = 0; u < NU; ++u) {
                 const float4 x = make_float4(o[i][4 * u] * inv, o[i][4 * u + 1] * inv, o[i][4 * u + 2] * inv,
@@ -1030,33 +1060,43 @@ __device__ __forceinline__ void attn_f32_tiled(const float* __restrict__ q, cons
     }
 }
 
+#endif  // MLXN_ATTN_TC
+
+// Whether every row start of q, k and v is 16-byte aligned: the fast paths' rule (the launcher checks the same).
+template <typename T>
+__device__ __forceinline__ bool rows_aligned16(const T* q, const T* k, const T* v, const Strides& st) {
+    constexpr long long E = 16 / sizeof(T);
+    const unsigned long long p = reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
+                                 reinterpret_cast<unsigned long long>(v);
+    const long long s = st.qsb | st.qsh | st.qss | st.ksb | st.ksh | st.kss | st.vsb | st.vsh | st.vss;
+    return (p & 15ull) == 0 && (s & (E - 1)) == 0;
+}
+
+// Whether out takes the tensor-core path's 4-byte stores: out 4-byte aligned, its strides even.
+template <typename T> __device__ __forceinline__ bool out_pairs(const T* out, const Strides& st) {
+    return (reinterpret_cast<unsigned long long>(out) & 3ull) == 0 && ((st.osb | st.osh | st.oss) & 1) == 0;
+}
+
+#if MLXN_ATTN_TC
 // Body of the entry points attention_f32_d32/_d64/_d128 (one per head size, so each gets its own register
-// allocation). The launcher calls them only for d == dv == D with q/k/v 16-byte aligned on sm_80+; anything else
-// returns without writing (the launcher's tests would see the unwritten output).
+// allocation). The launcher calls them only for d == dv == D with q/k/v rows 16-byte aligned on sm_80+; anything
+// else returns without writing (the launcher's tests would see the unwritten output).
 template <int D, int TM, int TN>
 __device__ __forceinline__ void attn_f32_entry(const float* q, const float* k, const float* v, const float* mask,
                                                float* out, int hq, int hkv, int sq, int skv, int d, int dv,
                                                long long msb, long long msh, long long msq, long long msk,
-                                               float scale, int causal) {
+                                               const Strides& st, float scale, int causal) {
     extern __shared__ __align__(16) unsigned char smem[];
-    const bool al = ((reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
-                      reinterpret_cast<unsigned long long>(v)) &
-                     15ull) == 0;
-    if (d != D || dv != D || !al) return;
+    if (d != D || dv != D || !rows_aligned16(q, k, v, st)) return;
     float* sm = reinterpret_cast<float*>(smem);
     if (mask)
-        attn_f32_tiled<D, TM, TN, true>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal, sm);
+        attn_f32_tiled<D, TM, TN, true>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, st, scale, causal,
+                                        sm);
     else
-        attn_f32_tiled<D, TM, TN, false>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal,
+        attn_f32_tiled<D, TM, TN, false>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, st, scale, causal,
                                          sm);
 }
 #endif  // MLXN_ATTN_TC
-
-__device__ __forceinline__ bool aligned16(const void* a, const void* b, const void* c) {
-    return ((reinterpret_cast<unsigned long long>(a) | reinterpret_cast<unsigned long long>(b) |
-             reinterpret_cast<unsigned long long>(c)) &
-            15ull) == 0;
-}
 
 // The f16/bf16 generic path. The launcher sends tensor-core shapes to their own entry points
 // (attention_<dtype>_d<d>), so these carry only the generic code: about half the NVRTC time of the module and far
@@ -1064,95 +1104,73 @@ __device__ __forceinline__ bool aligned16(const void* a, const void* b, const vo
 template <typename T>
 __device__ __forceinline__ void attn_half_entry(const T* q, const T* k, const T* v, const T* mask, T* out, int hq,
                                                 int hkv, int sq, int skv, int d, int dv, long long msb, long long msh,
-                                                long long msq, long long msk, float scale, int causal) {
+                                                long long msq, long long msk, const Strides& st, float scale,
+                                                int causal) {
     extern __shared__ __align__(16) unsigned char smem[];
-    attn_generic<T>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale, causal,
+    attn_generic<T>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, st, scale, causal,
                     reinterpret_cast<float*>(smem));
 }
 
 }  // namespace mlxn_attn
 
-extern "C" __global__ void __launch_bounds__(128)
-    attention_f32(const float* q, const float* k, const float* v, const float* mask, float* out, int batch, int hq,
-                  int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
-                  long long msk, float scale, int causal) {
+// The ABI's parameter list (see the header) and the strides gathered from it.
+#define MLXN_ATTN_PARAMS(T)                                                                                     \
+    const T *q, const T *k, const T *v, const T *mask, T *out, int batch, int hq, int hkv, int sq, int skv,    \
+        int d, int dv, long long msb, long long msh, long long msq, long long msk, long long qsb, long long qsh, \
+        long long qss, long long ksb, long long ksh, long long kss, long long vsb, long long vsh, long long vss, \
+        long long osb, long long osh, long long oss, float scale, int causal
+#define MLXN_ATTN_STRIDES mlxn_attn::Strides{qsb, qsh, qss, ksb, ksh, kss, vsb, vsh, vss, osb, osh, oss}
+
+extern "C" __global__ void __launch_bounds__(128) attention_f32(MLXN_ATTN_PARAMS(float)) {
     extern __shared__ __align__(16) unsigned char smem_f32[];
     (void)batch;
-    mlxn_attn::attn_generic<float>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale, causal,
-                                   reinterpret_cast<float*>(smem_f32));
+    mlxn_attn::attn_generic<float>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk,
+                                   MLXN_ATTN_STRIDES, scale, causal, reinterpret_cast<float*>(smem_f32));
 }
 
-// f32, d == dv == 32, q/k/v 16-byte aligned, sm_80+: the register-tiled path (see attn_f32_tiled).
-extern "C" __global__ void __launch_bounds__(128, mlxn_attn::F32_D32_MINB)
-    attention_f32_d32(const float* q, const float* k, const float* v, const float* mask, float* out, int batch,
-                      int hq, int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
-                      long long msk, float scale, int causal) {
-    (void)batch;
+// f32, d == dv == D, q/k/v rows 16-byte aligned, sm_80+: the register-tiled path (see attn_f32_tiled).
 #if MLXN_ATTN_TC
-    using namespace mlxn_attn;
-    attn_f32_entry<32, F32_D32_TM, F32_D32_TN>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale,
-                                              causal);
+#define MLXN_ATTN_F32_ENTRY(D)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(128, mlxn_attn::F32_D##D##_MINB)                               \
+        attention_f32_d##D(MLXN_ATTN_PARAMS(float)) {                                                            \
+        (void)batch;                                                                                              \
+        using namespace mlxn_attn;                                                                                \
+        attn_f32_entry<D, F32_D##D##_TM, F32_D##D##_TN>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh,   \
+                                                        msq, msk, MLXN_ATTN_STRIDES, scale, causal);             \
+    }
+#else
+#define MLXN_ATTN_F32_ENTRY(D)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(128) attention_f32_d##D(MLXN_ATTN_PARAMS(float)) {}
 #endif
-}
+MLXN_ATTN_F32_ENTRY(32)
+MLXN_ATTN_F32_ENTRY(64)
+MLXN_ATTN_F32_ENTRY(128)
 
-// f32, d == dv == 64, q/k/v 16-byte aligned, sm_80+: the register-tiled path (see attn_f32_tiled).
-extern "C" __global__ void __launch_bounds__(128, mlxn_attn::F32_D64_MINB)
-    attention_f32_d64(const float* q, const float* k, const float* v, const float* mask, float* out, int batch,
-                      int hq, int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
-                      long long msk, float scale, int causal) {
+extern "C" __global__ void __launch_bounds__(128) attention_f16(MLXN_ATTN_PARAMS(__half)) {
     (void)batch;
-#if MLXN_ATTN_TC
-    using namespace mlxn_attn;
-    attn_f32_entry<64, F32_D64_TM, F32_D64_TN>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale,
-                                              causal);
-#endif
+    mlxn_attn::attn_half_entry<__half>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk,
+                                       MLXN_ATTN_STRIDES, scale, causal);
 }
 
-// f32, d == dv == 128, q/k/v 16-byte aligned, sm_80+: the register-tiled path (see attn_f32_tiled).
-extern "C" __global__ void __launch_bounds__(128, mlxn_attn::F32_D128_MINB)
-    attention_f32_d128(const float* q, const float* k, const float* v, const float* mask, float* out, int batch,
-                       int hq, int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
-                       long long msk, float scale, int causal) {
-    (void)batch;
-#if MLXN_ATTN_TC
-    using namespace mlxn_attn;
-    attn_f32_entry<128, F32_D128_TM, F32_D128_TN>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk,
-                                                  scale, causal);
-#endif
-}
-
-extern "C" __global__ void __launch_bounds__(128)
-    attention_f16(const __half* q, const __half* k, const __half* v, const __half* mask, __half* out, int batch,
-                  int hq, int hkv, int sq, int skv, int d, int dv, long long msb, long long msh, long long msq,
-                  long long msk, float scale, int causal) {
-    (void)batch;
-    mlxn_attn::attn_half_entry<__half>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk, scale,
-                                       causal);
-}
-
-extern "C" __global__ void __launch_bounds__(128)
-    attention_bf16(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-                   const __nv_bfloat16* mask, __nv_bfloat16* out, int batch, int hq, int hkv, int sq, int skv, int d,
-                   int dv, long long msb, long long msh, long long msq, long long msk, float scale, int causal) {
+extern "C" __global__ void __launch_bounds__(128) attention_bf16(MLXN_ATTN_PARAMS(__nv_bfloat16)) {
     (void)batch;
     mlxn_attn::attn_half_entry<__nv_bfloat16>(q, k, v, mask, out, hq, hkv, sq, skv, d, dv, msb, msh, msq, msk,
-                                              scale, causal);
+                                              MLXN_ATTN_STRIDES, scale, causal);
 }
 
-// Tensor-core entry points, one per (dtype, head size), with the ABI's parameters: for d == dv == D, q/k/v 16-byte
-// aligned, sm_80+, launched with the tensor-core geometry of the launcher's `plan`.
+// Tensor-core entry points, one per (dtype, head size), with the ABI's parameters: for d == dv == D, q/k/v rows
+// 16-byte aligned, out pairs, sm_80+, launched with the tensor-core geometry of the launcher's `plan`; anything
+// else returns without writing.
 #if MLXN_ATTN_TC
 #define MLXN_ATTN_TC_ENTRY(NAME, T, D, MT, BC, QREG, NS)                                                       \
-    extern "C" __global__ void __launch_bounds__(128)                                                         \
-        NAME(const T* q, const T* k, const T* v, const T* mask, T* out, int batch, int hq, int hkv, int sq,     \
-             int skv, int d, int dv, long long msb, long long msh, long long msq, long long msk, float scale,   \
-             int causal) {                                                                                     \
+    extern "C" __global__ void __launch_bounds__(128) NAME(MLXN_ATTN_PARAMS(T)) {                              \
         extern __shared__ __align__(16) unsigned char smem_tc[];                                               \
         (void)batch;                                                                                           \
-        (void)d;                                                                                               \
-        (void)dv;                                                                                              \
+        const mlxn_attn::Strides st = MLXN_ATTN_STRIDES;                                                       \
+        if (d != D || dv != D || !mlxn_attn::rows_aligned16(q, k, v, st) || !mlxn_attn::out_pairs(out, st))    \
+            return;                                                                                            \
         mlxn_attn::attn_mma<T, D, MT, BC, QREG, NS>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk,  \
-                                                    scale, causal, smem_tc);                                   \
+                                                    st, scale, causal, smem_tc);                               \
     }
 #define MLXN_ATTN_TC_ENTRIES(SUF, T)                                                                           \
     MLXN_ATTN_TC_ENTRY(attention_##SUF##_d32, T, 32, mlxn_attn::D32_MT, mlxn_attn::D32_BC, mlxn_attn::D32_QREG, \
