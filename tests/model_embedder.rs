@@ -63,6 +63,22 @@ fn tiny_batch_invariance() {
 }
 
 /// A copy of the tiny folder in a fresh temporary directory.
+#[test]
+fn unpadded_batches_skip_the_mask_with_the_same_result() {
+    let e = cpu(&tiny_dir(), 8);
+    let vocab = e.model().config().vocab_size as u32;
+    let ids = |n: u32, s: u32| -> Vec<u32> { (0..n).map(|i| (i * 31 + s) % vocab).collect() };
+    // Two texts of 8 ids fill a batch of exactly 8 positions: nothing is padded, so the graph has no mask.
+    let same = vec![ids(8, 1), ids(8, 2)];
+    let unmasked = e.embed_ids(&same).unwrap();
+    for (i, text) in same.iter().enumerate() {
+        // Next to a 13-id text the batch is padded to 16 positions and masked.
+        let masked = e.embed_ids(&[text.clone(), ids(13, 5)]).unwrap();
+        let d = max_abs_diff(&unmasked[i], &masked[0]);
+        assert!(d <= 1e-5, "text {i}: unmasked vs masked batch: {d}");
+    }
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mlx-native-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

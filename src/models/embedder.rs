@@ -37,8 +37,8 @@ const GRAPH_CACHE: usize = 6;
 /// Padding is masked out exactly, so it does not change any result.
 const SEQ_ROUND: usize = 8;
 
-/// A compiled graph and its (batch, seq) shape.
-type CacheEntry = ((usize, usize), Arc<CompiledGraph>);
+/// A compiled graph and its (batch, seq, masked) key.
+type CacheEntry = ((usize, usize, bool), Arc<CompiledGraph>);
 
 /// A sentence-embedding model (BERT + pooling + normalisation) ready to embed texts. `Send + Sync`.
 pub struct Embedder {
@@ -187,12 +187,15 @@ impl Embedder {
             flat.extend(std::iter::repeat(pad).take(seq - s.len()));
         }
         let lengths: Vec<usize> = batch.iter().map(|s| s.len()).collect();
-        let inputs = [
-            Tensor::from_vec(flat, [batch.len(), seq])?,
-            attention_bias(&lengths, seq, self.model.dtype())?,
-            pool_weights(&lengths, seq)?,
-        ];
-        let compiled = self.compiled(batch.len(), seq)?;
+        // With no padding every key is visible: the graph without a mask skips the attention's mask reads (as
+        // transformers drops an all-ones mask).
+        let masked = lengths.iter().any(|&l| l < seq);
+        let mut inputs = vec![Tensor::from_vec(flat, [batch.len(), seq])?];
+        if masked {
+            inputs.push(attention_bias(&lengths, seq, self.model.dtype())?);
+        }
+        inputs.push(pool_weights(&lengths, seq)?);
+        let compiled = self.compiled(batch.len(), seq, masked)?;
         let outs = compiled.run(&inputs)?;
         let pooled =
             outs.first().ok_or_else(|| Error::Graph("the embedding graph returned no output".into()))?.to_f32_vec();
@@ -209,10 +212,10 @@ impl Embedder {
             .collect())
     }
 
-    /// The graph for one (batch, seq) shape: from the cache, or built and compiled (evicting the least recently
-    /// used shape when the cache is full).
-    fn compiled(&self, batch: usize, seq: usize) -> Result<Arc<CompiledGraph>> {
-        let key = (batch, seq);
+    /// The graph for one (batch, seq) shape, with or without the padding mask: from the cache, or built and compiled
+    /// (evicting the least recently used one when the cache is full).
+    fn compiled(&self, batch: usize, seq: usize, masked: bool) -> Result<Arc<CompiledGraph>> {
+        let key = (batch, seq, masked);
         {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(pos) = cache.iter().position(|(k, _)| *k == key) {
@@ -223,7 +226,7 @@ impl Embedder {
             }
         }
         // Compile outside the lock: another thread may embed with a cached shape meanwhile.
-        let compiled = Arc::new(self.exec.compile(&self.graph(batch, seq)?)?);
+        let compiled = Arc::new(self.exec.compile(&self.build_graph(batch, seq, masked)?)?);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(0, (key, compiled.clone()));
         cache.truncate(GRAPH_CACHE);
@@ -233,10 +236,15 @@ impl Embedder {
     /// The whole embedding graph for one shape: inputs `input_ids`, `attention_bias`, `pool_weights`; output the
     /// pooled f32 `[batch, hidden]` (not yet normalised).
     pub fn graph(&self, batch: usize, seq: usize) -> Result<Graph> {
+        self.build_graph(batch, seq, true)
+    }
+
+    /// [`Embedder::graph`], without the `attention_bias` input when `masked` is false (no position padded).
+    fn build_graph(&self, batch: usize, seq: usize, masked: bool) -> Result<Graph> {
         let mut g = GraphBuilder::new();
         let ids = g.input("input_ids", DType::U32, [batch, seq]);
-        let bias = g.input("attention_bias", self.model.dtype(), [batch, 1, 1, seq]);
-        let nodes = self.model.encoder(&mut g, ids, Some(bias))?;
+        let bias = masked.then(|| g.input("attention_bias", self.model.dtype(), [batch, 1, 1, seq]));
+        let nodes = self.model.encoder(&mut g, ids, bias)?;
         let (_, pooled) = add_pooling(&mut g, nodes.last_hidden_state(), self.pipeline.pooling)?;
         g.output(pooled)?;
         g.build()

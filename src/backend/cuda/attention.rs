@@ -364,6 +364,71 @@ pub(crate) fn launch(dev: &CudaBackend, call: &OpCall<'_>, inputs: &[&CudaBuffer
     run(dev, q.dtype, &ops)
 }
 
+/// Runs `Op::PackedAttention`: input qkv `[batch, seq, (heads + 2 kv_heads) · d]` read in place (q, k and v are
+/// strided views of it) and an optional mask; the output `[batch, seq, heads · d]` is written in place too.
+pub(crate) fn launch_packed(
+    dev: &CudaBackend,
+    call: &OpCall<'_>,
+    inputs: &[&CudaBuffer],
+    out: &mut CudaBuffer,
+) -> Result<()> {
+    let Op::PackedAttention { scale, causal, heads, kv_heads } = *call.op else {
+        return Err(Error::Graph("attention::launch_packed called for another op".into()));
+    };
+    let (Some(qkv), Some(buf)) = (call.inputs.first(), inputs.first()) else {
+        return Err(Error::Graph("PackedAttention needs qkv (and an optional mask)".into()));
+    };
+    let [batch, seq, w] = qkv.shape.dims()[..] else {
+        return Err(Error::Graph("PackedAttention: qkv must be [batch, seq, (heads + 2 kv_heads) * d]".into()));
+    };
+    let per_pos = heads + 2 * kv_heads;
+    if kv_heads == 0 || w % per_pos != 0 {
+        return Err(Error::Graph(format!("PackedAttention: rows of {w} do not split into {per_pos} heads")));
+    }
+    let d = w / per_pos;
+    let elem = qkv.dtype.size();
+    let (base, len) = (buf.device_ptr(), buf.len());
+    // Head h of position i in batch b: q at (b·seq + i)·w + h·d; k and v likewise after the q and k heads.
+    let strides = [(seq * w) as i64, d as i64, w as i64];
+    let part = |first_head: usize| {
+        let off = (first_head * d * elem).min(len);
+        AttnOperand { ptr: base + off as u64, bytes: len - off, strides }
+    };
+    let mask = match (call.inputs.get(1), inputs.get(1)) {
+        (Some(md), Some(mb)) => {
+            let s = md.shape.broadcast_strides(&crate::tensor::Shape::new([batch, heads, seq, seq]));
+            Some(AttnMask {
+                ptr: mb.device_ptr(),
+                bytes: mb.len(),
+                strides: [s[0] as i64, s[1] as i64, s[2] as i64, s[3] as i64],
+            })
+        }
+        _ => None,
+    };
+    let row = heads * d;
+    let ops = AttnOperands {
+        q: part(0),
+        k: part(heads),
+        v: part(heads + kv_heads),
+        out: AttnOperand {
+            ptr: out.device_ptr(),
+            bytes: out.len(),
+            strides: [(seq * row) as i64, d as i64, row as i64],
+        },
+        mask,
+        batch,
+        hq: heads,
+        hkv: kv_heads,
+        sq: seq,
+        skv: seq,
+        d,
+        dv: d,
+        scale,
+        causal,
+    };
+    run(dev, qkv.dtype, &ops)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

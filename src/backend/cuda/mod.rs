@@ -320,9 +320,7 @@ impl Backend for CudaBackend {
             Op::Concat { axis } => self.concat(*axis, ins, o, inputs, out),
             Op::Embedding => self.embedding(&ins[0], &ins[1], inputs[0], inputs[1], out),
             Op::Attention { .. } => attention::launch(self, call, inputs, out),
-            Op::PackedAttention { .. } => {
-                Err(Error::Unsupported { backend: "cuda", what: "PackedAttention (not yet)".into() })
-            }
+            Op::PackedAttention { .. } => attention::launch_packed(self, call, inputs, out),
             Op::MatMul { transpose_a, transpose_b } => {
                 self.matmul(*transpose_a, *transpose_b, ins, o, inputs[0], inputs[1], out)
             }
