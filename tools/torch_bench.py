@@ -82,6 +82,11 @@ def case_fn(op, shape, dt):
         m, k, n = shape
         x, w, b = rand([m, k], dt), rand([n, k], dt), rand([n], dt)
         return lambda: F.gelu(F.linear(x, w, b))
+    if op == "FusedLinearAddResidual":
+        # As BERT's output projections run in eager PyTorch: linear, then the residual add.
+        m, k, n = shape
+        x, w, b, r = rand([m, k], dt), rand([n, k], dt), rand([n], dt), rand([m, n], dt)
+        return lambda: F.linear(x, w, b) + r
     if op == "Attention":
         q, k, v = (rand(shape, dt) for _ in range(3))
         return lambda: F.scaled_dot_product_attention(q, k, v)
