@@ -43,11 +43,22 @@ const DEFAULT_SHARED: usize = 48 * 1024;
 /// Query rows per block of the generic path (`GEN_ROWS` in the kernel).
 const GEN_ROWS: usize = 32;
 
+/// The kernel's code paths (each fast path has one entry point per head size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// f16/bf16 on tensor cores: `attention_<dtype>_d<d>`.
+    TensorCores,
+    /// Exact f32, register-tiled: `attention_f32_d<d>`.
+    F32Tiled,
+    /// Everything else: `attention_<dtype>`.
+    Generic,
+}
+
 /// Launch geometry of one attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
-    /// Whether the kernel takes its tensor-core path.
-    pub tensor_cores: bool,
+    /// The kernel's path (and with it the entry point).
+    pub path: Path,
     /// Query rows per block.
     pub rows: usize,
     /// Dynamic shared memory per block, in bytes.
@@ -99,7 +110,7 @@ fn f32_tiled(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: 
     let (rows, keys) = (16 * tm, 8 * tn);
     // Q transposed, two stages of K (rows padded by 4 floats) and V, and every warp's P ([keys][4 * tm + 4]).
     let floats = d * rows + 2 * (keys * (d + 4) + keys * d) + 4 * keys * (4 * tm + 4);
-    Some(Plan { tensor_cores: false, rows, shared: floats * 4 })
+    Some(Plan { path: Path::F32Tiled, rows, shared: floats * 4 })
 }
 
 /// The geometry the kernel expects for these operands (the kernel makes the same path choice on the device).
@@ -111,13 +122,13 @@ pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, out_pairs
         if let Some((rows, keys, q_in_stage)) = tensor_core_tile(d) {
             // Two stages of K and V tiles plus the Q tile, and a mask row per stage; 2-byte elements.
             let q_tile = if q_in_stage { 0 } else { rows * d };
-            return Plan { tensor_cores: true, rows, shared: (q_tile + 4 * keys * d + 2 * keys) * 2 };
+            return Plan { path: Path::TensorCores, rows, shared: (q_tile + 4 * keys * d + 2 * keys) * 2 };
         }
     }
     if let Some(p) = f32_tiled(dtype, d, dv, aligned16, compute_major) {
         return p;
     }
-    Plan { tensor_cores: false, rows: GEN_ROWS, shared: generic_floats(d, dv, generic_tk(d, dv)) * 4 }
+    Plan { path: Path::Generic, rows: GEN_ROWS, shared: generic_floats(d, dv, generic_tk(d, dv)) * 4 }
 }
 
 /// One strided tensor operand of [`run`]: element (b, h, i, c) at `ptr` + (b·strides[0] + h·strides[1] +
@@ -280,11 +291,9 @@ pub(crate) fn run(dev: &CudaBackend, dtype: DType, ops: &AttnOperands) -> Result
         });
     }
 
-    // Tensor-core and f32 tiled paths have an entry point per head size; the generic path one per dtype.
-    let name = if p.tensor_cores || f32_tiled(dtype, d, dv, in16, cc).is_some() {
-        format!("attention_{sfx}_d{d}")
-    } else {
-        format!("attention_{sfx}")
+    let name = match p.path {
+        Path::TensorCores | Path::F32Tiled => format!("attention_{sfx}_d{d}"),
+        Path::Generic => format!("attention_{sfx}"),
     };
     let f = dev.kernels.function(&SOURCE, &name)?;
     if p.shared > DEFAULT_SHARED {
@@ -436,13 +445,13 @@ mod tests {
     #[test]
     fn plan_picks_tensor_cores_only_where_the_kernel_does() {
         let p = plan(DType::BF16, 64, 64, true, true, 9);
-        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 32 * 1024 + 256 });
+        assert_eq!(p, Plan { path: Path::TensorCores, rows: 128, shared: 32 * 1024 + 256 });
         let p = plan(DType::F16, 128, 128, true, true, 8);
-        assert_eq!(p, Plan { tensor_cores: true, rows: 128, shared: 64 * 1024 + 128 });
+        assert_eq!(p, Plan { path: Path::TensorCores, rows: 128, shared: 64 * 1024 + 128 });
         for dt in [DType::F16, DType::BF16] {
             assert_eq!(
                 plan(dt, 32, 32, true, true, 9),
-                Plan { tensor_cores: true, rows: 128, shared: 16 * 1024 + 256 }
+                Plan { path: Path::TensorCores, rows: 128, shared: 16 * 1024 + 256 }
             );
         }
         for (dt, d, dv, al, cc) in [
@@ -457,7 +466,7 @@ mod tests {
             (DType::F16, 128, 128, true, 7),
         ] {
             let p = plan(dt, d, dv, al, true, cc);
-            assert!(!p.tensor_cores, "{dt:?} {d}/{dv} aligned {al} sm_{cc}x");
+            assert_eq!(p.path, Path::Generic, "{dt:?} {d}/{dv} aligned {al} sm_{cc}x");
             assert_eq!(p.rows, GEN_ROWS);
         }
     }
@@ -465,9 +474,9 @@ mod tests {
     #[test]
     fn f32_tiled_path_matches_the_kernel_tiles() {
         // Sizes of F32Tile<D, TM, TN>::SMEM_BYTES for the kernel's defaults.
-        assert_eq!(plan(DType::F32, 32, 32, true, true, 9), Plan { tensor_cores: false, rows: 128, shared: 52_224 });
-        assert_eq!(plan(DType::F32, 64, 64, true, true, 8), Plan { tensor_cores: false, rows: 64, shared: 60_416 });
-        assert_eq!(plan(DType::F32, 128, 128, true, true, 9), Plan { tensor_cores: false, rows: 64, shared: 109_568 });
+        assert_eq!(plan(DType::F32, 32, 32, true, true, 9), Plan { path: Path::F32Tiled, rows: 128, shared: 52_224 });
+        assert_eq!(plan(DType::F32, 64, 64, true, true, 8), Plan { path: Path::F32Tiled, rows: 64, shared: 60_416 });
+        assert_eq!(plan(DType::F32, 128, 128, true, true, 9), Plan { path: Path::F32Tiled, rows: 64, shared: 109_568 });
         for (d, dv, al, cc) in
             [(32, 32, false, 9), (64, 32, true, 9), (80, 80, true, 9), (16, 16, true, 9), (64, 64, true, 7)]
         {
@@ -489,7 +498,7 @@ mod tests {
 
     #[test]
     fn tensor_cores_need_out_pairs() {
-        assert!(!plan(DType::F16, 32, 32, true, false, 9).tensor_cores);
+        assert_eq!(plan(DType::F16, 32, 32, true, false, 9).path, Path::Generic);
         assert_eq!(plan(DType::F16, 32, 32, true, false, 9).rows, GEN_ROWS);
         // The f32 path stores scalars where out's rows are not 16-byte aligned: no rule on out.
         assert_eq!(plan(DType::F32, 32, 32, true, false, 9).rows, 128);
