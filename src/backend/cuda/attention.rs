@@ -36,6 +36,19 @@ pub(crate) static SOURCE: KernelSource = KernelSource {
     arch_specific: false,
 };
 
+/// The sm_90a (wgmma) kernel for head size 64: compiled for `sm_90a` on compute capability 9.0 and used only there.
+pub(crate) static SOURCE_WGMMA: KernelSource = KernelSource {
+    name: "attention_wgmma.cu",
+    text: include_str!("kernels/attention_wgmma.cu"),
+    common: false,
+    arch_specific: true,
+};
+
+/// Query rows per block and dynamic shared memory of the wgmma path (`wg::D64_ROWS`, `wg::D64_SMEM`: Q, two K and
+/// two V stages of 128 keys, 128 bytes a row, plus 1 KiB for 1024-byte alignment).
+const WGMMA_ROWS: usize = 64;
+const WGMMA_SHARED: usize = (64 + 4 * 128) * 128 + 1024;
+
 /// Threads per block of every path.
 const THREADS: u32 = 128;
 /// Dynamic shared memory a block gets without raising the function's limit.
@@ -46,7 +59,9 @@ const GEN_ROWS: usize = 32;
 /// The kernel's code paths (each fast path has one entry point per head size).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
-    /// f16/bf16 on tensor cores: `attention_<dtype>_d<d>`.
+    /// f16/bf16 with head size 64 on Hopper's wgmma, no mask: `attention_<dtype>_d64_wg` (attention_wgmma.cu).
+    Wgmma,
+    /// f16/bf16 on tensor cores (mma.sync): `attention_<dtype>_d<d>`.
     TensorCores,
     /// Exact f32, register-tiled: `attention_f32_d<d>`.
     F32Tiled,
@@ -113,12 +128,29 @@ fn f32_tiled(dtype: DType, d: usize, dv: usize, aligned16: bool, compute_major: 
     Some(Plan { path: Path::F32Tiled, rows, shared: floats * 4 })
 }
 
+/// What decides the path besides dtype and head sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Every q/k/v row start is 16-byte aligned (pointers and strides).
+    pub aligned16: bool,
+    /// out is 4-byte aligned with even strides (the tensor-core paths' stores).
+    pub out_pairs: bool,
+    /// A mask is given.
+    pub masked: bool,
+    /// The device's compute capability.
+    pub cc: (i32, i32),
+}
+
 /// The geometry the kernel expects for these operands (the kernel makes the same path choice on the device).
-/// `aligned16`: every q/k/v row start is 16-byte aligned (pointers and strides); `out_pairs`: out is 4-byte
-/// aligned with even strides (the tensor-core path's stores).
-pub(crate) fn plan(dtype: DType, d: usize, dv: usize, aligned16: bool, out_pairs: bool, compute_major: i32) -> Plan {
+pub(crate) fn plan(dtype: DType, d: usize, dv: usize, t: Target) -> Plan {
+    let (aligned16, compute_major) = (t.aligned16, t.cc.0);
     let half = matches!(dtype, DType::F16 | DType::BF16);
-    if half && d == dv && aligned16 && out_pairs && compute_major >= 8 {
+    // wgmma exists on 9.0 only (the module is built for sm_90a there). With a mask the mma.sync kernel is faster:
+    // it streams a padding mask through shared memory, the wgmma kernel reads masks per score.
+    if half && d == 64 && dv == 64 && aligned16 && t.out_pairs && !t.masked && t.cc == (9, 0) {
+        return Plan { path: Path::Wgmma, rows: WGMMA_ROWS, shared: WGMMA_SHARED };
+    }
+    if half && d == dv && aligned16 && t.out_pairs && compute_major >= 8 {
         if let Some((rows, keys, q_in_stage)) = tensor_core_tile(d) {
             // Two stages of K and V tiles plus the Q tile, and a mask row per stage; 2-byte elements.
             let q_tile = if q_in_stage { 0 } else { rows * d };
@@ -277,9 +309,14 @@ pub(crate) fn run(dev: &CudaBackend, dtype: DType, ops: &AttnOperands) -> Result
     };
 
     let info = &dev.dev.info;
-    let cc = info.compute_capability.0;
     let in16 = [&ops.q, &ops.k, &ops.v].iter().all(|o| rows_aligned16(o, elem));
-    let p = plan(dtype, d, dv, in16, out_pairs(&ops.out), cc);
+    let target = Target {
+        aligned16: in16,
+        out_pairs: out_pairs(&ops.out),
+        masked: ops.mask.is_some(),
+        cc: info.compute_capability,
+    };
+    let p = plan(dtype, d, dv, target);
     let limit = (info.max_shared_per_block_optin as usize).max(DEFAULT_SHARED);
     if p.shared > limit {
         return Err(Error::Unsupported {
@@ -291,11 +328,11 @@ pub(crate) fn run(dev: &CudaBackend, dtype: DType, ops: &AttnOperands) -> Result
         });
     }
 
-    let name = match p.path {
-        Path::TensorCores | Path::F32Tiled => format!("attention_{sfx}_d{d}"),
-        Path::Generic => format!("attention_{sfx}"),
+    let f = match p.path {
+        Path::Wgmma => dev.kernels.function(&SOURCE_WGMMA, &format!("attention_{sfx}_d64_wg"))?,
+        Path::TensorCores | Path::F32Tiled => dev.kernels.function(&SOURCE, &format!("attention_{sfx}_d{d}"))?,
+        Path::Generic => dev.kernels.function(&SOURCE, &format!("attention_{sfx}"))?,
     };
-    let f = dev.kernels.function(&SOURCE, &name)?;
     if p.shared > DEFAULT_SHARED {
         f.set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared as i32)
             .map_err(super::launch_err("attention (shared-memory limit)"))?;
@@ -442,15 +479,36 @@ pub(crate) fn launch_packed(
 mod tests {
     use super::*;
 
+    /// A masked call (the wgmma path, unmasked only, stays out of these expectations) on compute capability major.0.
+    fn tg(aligned16: bool, out_pairs: bool, major: i32) -> Target {
+        Target { aligned16, out_pairs, masked: true, cc: (major, 0) }
+    }
+
+    #[test]
+    fn wgmma_only_for_unmasked_head_size_64_on_hopper() {
+        let t = Target { aligned16: true, out_pairs: true, masked: false, cc: (9, 0) };
+        for dt in [DType::F16, DType::BF16] {
+            assert_eq!(plan(dt, 64, 64, t), Plan { path: Path::Wgmma, rows: 64, shared: 74_752 });
+            assert_eq!(plan(dt, 64, 64, Target { masked: true, ..t }).path, Path::TensorCores);
+            assert_eq!(plan(dt, 64, 64, Target { cc: (8, 0), ..t }).path, Path::TensorCores);
+            assert_eq!(plan(dt, 64, 64, Target { cc: (10, 0), ..t }).path, Path::TensorCores);
+            assert_eq!(plan(dt, 64, 64, Target { aligned16: false, ..t }).path, Path::Generic);
+            assert_eq!(plan(dt, 64, 64, Target { out_pairs: false, ..t }).path, Path::Generic);
+            assert_eq!(plan(dt, 32, 32, t).path, Path::TensorCores);
+            assert_eq!(plan(dt, 128, 128, t).path, Path::TensorCores);
+        }
+        assert_eq!(plan(DType::F32, 64, 64, t).path, Path::F32Tiled);
+    }
+
     #[test]
     fn plan_picks_tensor_cores_only_where_the_kernel_does() {
-        let p = plan(DType::BF16, 64, 64, true, true, 9);
+        let p = plan(DType::BF16, 64, 64, tg(true, true, 9));
         assert_eq!(p, Plan { path: Path::TensorCores, rows: 128, shared: 32 * 1024 + 256 });
-        let p = plan(DType::F16, 128, 128, true, true, 8);
+        let p = plan(DType::F16, 128, 128, tg(true, true, 8));
         assert_eq!(p, Plan { path: Path::TensorCores, rows: 128, shared: 64 * 1024 + 128 });
         for dt in [DType::F16, DType::BF16] {
             assert_eq!(
-                plan(dt, 32, 32, true, true, 9),
+                plan(dt, 32, 32, tg(true, true, 9)),
                 Plan { path: Path::TensorCores, rows: 128, shared: 16 * 1024 + 256 }
             );
         }
@@ -465,7 +523,7 @@ mod tests {
             (DType::F16, 32, 64, true, 9),
             (DType::F16, 128, 128, true, 7),
         ] {
-            let p = plan(dt, d, dv, al, true, cc);
+            let p = plan(dt, d, dv, tg(al, true, cc));
             assert_eq!(p.path, Path::Generic, "{dt:?} {d}/{dv} aligned {al} sm_{cc}x");
             assert_eq!(p.rows, GEN_ROWS);
         }
@@ -474,13 +532,22 @@ mod tests {
     #[test]
     fn f32_tiled_path_matches_the_kernel_tiles() {
         // Sizes of F32Tile<D, TM, TN>::SMEM_BYTES for the kernel's defaults.
-        assert_eq!(plan(DType::F32, 32, 32, true, true, 9), Plan { path: Path::F32Tiled, rows: 128, shared: 52_224 });
-        assert_eq!(plan(DType::F32, 64, 64, true, true, 8), Plan { path: Path::F32Tiled, rows: 64, shared: 60_416 });
-        assert_eq!(plan(DType::F32, 128, 128, true, true, 9), Plan { path: Path::F32Tiled, rows: 64, shared: 109_568 });
+        assert_eq!(
+            plan(DType::F32, 32, 32, tg(true, true, 9)),
+            Plan { path: Path::F32Tiled, rows: 128, shared: 52_224 }
+        );
+        assert_eq!(
+            plan(DType::F32, 64, 64, tg(true, true, 8)),
+            Plan { path: Path::F32Tiled, rows: 64, shared: 60_416 }
+        );
+        assert_eq!(
+            plan(DType::F32, 128, 128, tg(true, true, 9)),
+            Plan { path: Path::F32Tiled, rows: 64, shared: 109_568 }
+        );
         for (d, dv, al, cc) in
             [(32, 32, false, 9), (64, 32, true, 9), (80, 80, true, 9), (16, 16, true, 9), (64, 64, true, 7)]
         {
-            assert_eq!(plan(DType::F32, d, dv, al, true, cc).rows, GEN_ROWS, "f32 {d}/{dv} aligned {al} sm_{cc}x");
+            assert_eq!(plan(DType::F32, d, dv, tg(al, true, cc)).rows, GEN_ROWS, "f32 {d}/{dv} aligned {al} sm_{cc}x");
         }
         assert!(f32_tiled(DType::BF16, 64, 64, true, 9).is_none());
     }
@@ -492,16 +559,16 @@ mod tests {
         assert_eq!(generic_tk(1, 1), 32);
         // d = 200, dv = 136 needs more than 48 KiB even with 4 keys: the launcher raises the limit.
         assert_eq!(generic_tk(200, 136), 4);
-        assert!(plan(DType::F32, 200, 136, true, true, 9).shared > DEFAULT_SHARED);
-        assert!(plan(DType::F32, 64, 64, false, true, 9).shared <= DEFAULT_SHARED);
+        assert!(plan(DType::F32, 200, 136, tg(true, true, 9)).shared > DEFAULT_SHARED);
+        assert!(plan(DType::F32, 64, 64, tg(false, true, 9)).shared <= DEFAULT_SHARED);
     }
 
     #[test]
     fn tensor_cores_need_out_pairs() {
-        assert_eq!(plan(DType::F16, 32, 32, true, false, 9).path, Path::Generic);
-        assert_eq!(plan(DType::F16, 32, 32, true, false, 9).rows, GEN_ROWS);
+        assert_eq!(plan(DType::F16, 32, 32, tg(true, false, 9)).path, Path::Generic);
+        assert_eq!(plan(DType::F16, 32, 32, tg(true, false, 9)).rows, GEN_ROWS);
         // The f32 path stores scalars where out's rows are not 16-byte aligned: no rule on out.
-        assert_eq!(plan(DType::F32, 32, 32, true, false, 9).rows, 128);
+        assert_eq!(plan(DType::F32, 32, 32, tg(true, false, 9)).rows, 128);
     }
 
     #[test]

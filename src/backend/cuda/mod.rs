@@ -42,7 +42,7 @@ use crate::pool::{Pool, PoolConfig, PoolStats};
 use crate::tensor::{DType, HostVec, Tensor};
 
 /// Every kernel source of the backend (the compile test checks each `.cu` file is listed here).
-pub fn kernel_sources() -> [&'static KernelSource; 7] {
+pub fn kernel_sources() -> [&'static KernelSource; 8] {
     [
         &elementwise::SOURCE,
         &norm::SOURCE,
@@ -50,6 +50,7 @@ pub fn kernel_sources() -> [&'static KernelSource; 7] {
         &layout::SOURCE,
         &embedding::SOURCE,
         &attention::SOURCE,
+        &attention::SOURCE_WGMMA,
         &fused_gemm::SOURCE,
     ]
 }
