@@ -10,13 +10,8 @@
 // q/k/v must be 16-byte aligned. Query head h reads kv head h / (hq / hkv). Causal: query i sees key j only if
 // j <= i + (skv - sq). A row whose keys are all masked produces 0. f32 accumulation, one rounding on store.
 //
-// Entry points for integration: attention_f16_d64_wg / attention_bf16_d64_wg (bottom of the file), default
-// configuration NWG = 1, BC = 128: grid (ceil(sq / 64), batch * hq), block 128 threads, dynamic shared memory
-// wg::D64_SMEM = 74752 bytes (Q 8 KiB + 2 x (K 16 KiB + V 16 KiB) + 1 KiB slack for the 1024-byte alignment; above
-// 48 KiB, so raise cudaFuncAttributeMaxDynamicSharedMemorySize once), 147 registers, 3 blocks per SM. Causal
-// launches map blockIdx.x in reverse (longest query blocks first). Needs sm_90a (the bodies are empty elsewhere).
-// General variant kernel attention_d64_wg<T, NWG, BC, OVL, VD, MINB, QREG>: grid (ceil(sq / (64 NWG)), batch * hq),
-// block 128 * NWG, dynamic shared memory wg::smem_bytes<NWG, BC, OVL>().
+// Launch: grid (ceil(sq / BR), batch * hq), block 128 * NWG threads, dynamic shared memory wg::smem_bytes<...>
+// (above 48 KiB: raise cudaFuncAttributeMaxDynamicSharedMemorySize); BR = 64 * NWG query rows per block.
 //
 // Technique: each warpgroup (128 threads) owns 64 query rows. Q (once) and the K / V tiles of BC keys stream through
 // cp.async into 128-byte-swizzled shared memory (16-byte chunk c of row r at r * 128 + ((c ^ (r & 7)) * 16), 8-row
@@ -256,6 +251,10 @@ __device__ __forceinline__ void wg_qkr_bf16_128(float (&d)[64], const unsigned (
         : "memory");
 }
 
+template <int N> struct IC {   // compile-time int for the generic lambdas (NVRTC has no <type_traits>)
+    static constexpr int value = N;
+};
+
 template <typename T> struct Wg;
 template <> struct Wg<__half> {
     static __device__ __forceinline__ void qk(float (&d)[64], const unsigned (&qf)[4][4],
@@ -332,7 +331,7 @@ __device__ __forceinline__ void load_tile(unsigned dst, const T* g, int row0, in
     }
 }
 
-template <typename T, int NWG, int BC, bool OVL, int VD, bool QREG>
+template <typename T, int NWG, int BC, bool OVL, int VD, bool QREG, bool SPLIT = false>
 __device__ __forceinline__ void attn_wg(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                                         const T* __restrict__ mask, T* __restrict__ out, int hq, int hkv, int sq,
                                         int skv, long long msb, long long msh, long long msq, long long msk,
@@ -446,16 +445,17 @@ __device__ __forceinline__ void attn_wg(const T* __restrict__ q, const T* __rest
     };
     // Online softmax of tile j: scores into the log2 domain (masked / edge tiles), running maxima, P = exp2(x - m)
     // in place in s (f32), row sums; returns in alpha the factor O must be scaled by.
-    auto softmax = [&](int j, float (&alpha)[2]) {
+    auto softmax_part = [&](int j, auto lo_c, auto hi_c, float (&alpha)[2]) {
+        constexpr int LO = decltype(lo_c)::value, HI = decltype(hi_c)::value;   // n-tiles of this part
         const int kbase = j * BC;
-        const bool edge = (kbase + BC > skv) || (causal && kbase + BC - 1 > wrow0 + off);
+        const bool edge = (kbase + HI * 8 > skv) || (causal && kbase + HI * 8 - 1 > wrow0 + off);
         // Interior tiles keep raw scores (f = sl2 is applied in the exp2's FFMA); masked or edge tiles are scaled
         // here (f = 1), as in attention.cu's attn_mma.
         float f = sl2;
         if (mp != nullptr || edge || !(sl2 > 0.f)) {
             f = 1.f;
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
+            for (int nt = LO; nt < HI; ++nt)
 #pragma unroll
                 for (int hh = 0; hh < 2; ++hh) {
                     const int row = wrow0 + g + hh * 8;
@@ -482,9 +482,9 @@ __device__ __forceinline__ void attn_wg(const T* __restrict__ q, const T* __rest
         float mus[2], sum[2];
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) {
-            float mx = fmaxf(s[2 * hh], s[2 * hh + 1]);
+            float mx = fmaxf(s[LO * 4 + 2 * hh], s[LO * 4 + 2 * hh + 1]);
 #pragma unroll
-            for (int nt = 1; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * hh], s[nt * 4 + 2 * hh + 1]));
+            for (int nt = LO + 1; nt < HI; ++nt) mx = fmaxf(mx, fmaxf(s[nt * 4 + 2 * hh], s[nt * 4 + 2 * hh + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             mx = fmaxf(m_run[hh], mx * f);
@@ -495,7 +495,7 @@ __device__ __forceinline__ void attn_wg(const T* __restrict__ q, const T* __rest
             sum[hh] = 0.f;
         }
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+        for (int nt = LO; nt < HI; ++nt)
 #pragma unroll
             for (int hh = 0; hh < 2; ++hh) {
                 const float p0 = fast_exp2(fmaf(s[nt * 4 + 2 * hh], f, mus[hh]));
@@ -506,6 +506,9 @@ __device__ __forceinline__ void attn_wg(const T* __restrict__ q, const T* __rest
             }
 #pragma unroll
         for (int hh = 0; hh < 2; ++hh) l_run[hh] = l_run[hh] * alpha[hh] + sum[hh];
+    };
+    auto softmax = [&](int j, float (&alpha)[2]) {
+        softmax_part(j, IC<0>(), IC<NT>(), alpha);
     };
     // P (f32 in s) packed to T: the C fragment of n-tiles 2kk, 2kk+1 is the A fragment of 16-key step kk.
     auto pack = [&](unsigned (&p)[KS][4]) {
@@ -532,7 +535,80 @@ __device__ __forceinline__ void attn_wg(const T* __restrict__ q, const T* __rest
         }
     };
 
-    if (!OVL) {
+    static_assert(!SPLIT || (BC == 128 && !OVL), "SPLIT: BC = 128 without OVL");
+    if constexpr (SPLIT) {
+        // BC = 128 as two halves of 64 keys, each its own online-softmax step: S_a and S_b are issued together; the
+        // softmax of S_a runs while S_b is computed, and the exponentials of S_b (f32, in place) while P_a V_a runs.
+        using I0 = IC<0>;
+        using IH = IC<NT / 2>;
+        using IN = IC<NT>;
+        for (int j = 0; j < nkb; ++j) {
+            sync_load(j);
+            const unsigned long long dk = desc_kmajor(sK0 + (j & 1) * TILE);
+            float (&sa)[BC / 4] = *reinterpret_cast<float(*)[BC / 4]>(&s[0]);
+            float (&sb)[BC / 4] = *reinterpret_cast<float(*)[BC / 4]>(&s[BC / 4]);
+            fence_regs(s);
+            if (QREG) {
+                load_qf();
+                Wg<T>::qk(sa, qf, {dk, dk + 2, dk + 4, dk + 6});
+                Wg<T>::qk(sb, qf, {dk + 512, dk + 514, dk + 516, dk + 518});
+            } else {
+                Wg<T>::qk(sa, qa, {dk, dk + 2, dk + 4, dk + 6});
+                Wg<T>::qk(sb, qa, {dk + 512, dk + 514, dk + 516, dk + 518});
+            }
+            wg_wait<1>();
+            fence_regs(sa);
+            float alpha[2];
+            softmax_part(j, I0(), IH(), alpha);
+            unsigned pa[KS / 2][4];
+#pragma unroll
+            for (int kk = 0; kk < KS / 2; ++kk)
+#pragma unroll
+                for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+                    for (int half = 0; half < 2; ++half) {
+                        const int nt = 2 * kk + half;
+                        pa[kk][half * 2 + hh] = Conv<T>::pack(s[nt * 4 + 2 * hh], s[nt * 4 + 2 * hh + 1]);
+                    }
+            rescale_o(alpha);
+            {
+                const unsigned long long vb = desc_mnmajor<VD>(sV0 + (j % NV) * TILE);
+                unsigned long long vd[KS / 2];
+#pragma unroll
+                for (int kk = 0; kk < KS / 2; ++kk) vd[kk] = vb + kk * 128;
+                fence_regs(o);
+                Wg<T>::pv(o, pa, vd);
+            }
+            wg_wait<1>();
+            fence_regs(sb);
+            softmax_part(j, IH(), IN(), alpha);
+            wg_wait<0>();
+            fence_regs(o);
+            fence_regs(pa);
+            unsigned pb[KS / 2][4];
+#pragma unroll
+            for (int kk = 0; kk < KS / 2; ++kk)
+#pragma unroll
+                for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+                    for (int half = 0; half < 2; ++half) {
+                        const int nt = NT / 2 + 2 * kk + half;
+                        pb[kk][half * 2 + hh] = Conv<T>::pack(s[nt * 4 + 2 * hh], s[nt * 4 + 2 * hh + 1]);
+                    }
+            rescale_o(alpha);
+            {
+                const unsigned long long vb = desc_mnmajor<VD>(sV0 + (j % NV) * TILE) + (KS / 2) * 128;
+                unsigned long long vd[KS / 2];
+#pragma unroll
+                for (int kk = 0; kk < KS / 2; ++kk) vd[kk] = vb + kk * 128;
+                fence_regs(o);
+                Wg<T>::pv(o, pb, vd);
+            }
+            wg_wait<0>();
+            fence_regs(o);
+            fence_regs(pb);
+        }
+    } else if (!OVL) {
         for (int j = 0; j < nkb; ++j) {
             sync_load(j);
             issue_s(j);
@@ -603,7 +679,7 @@ __device__ __forceinline__ void attn_wg(const T* __restrict__ q, const T* __rest
 
 // Variant kernels for the harness: NWG warpgroups (64 rows each), BC keys per tile, OVL overlap, VD V-descriptor
 // variant, MINB blocks per SM for the register budget.
-template <typename T, int NWG, int BC, bool OVL, int VD, int MINB, bool QREG = false>
+template <typename T, int NWG, int BC, bool OVL, int VD, int MINB, bool QREG = false, bool SPLIT = false>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     attention_d64_wg(const T* q, const T* k, const T* v, const T* mask, T* out, int batch, int hq, int hkv, int sq,
                      int skv, int d, int dv, long long msb, long long msh, long long msq, long long msk, float scale,
@@ -612,7 +688,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     (void)d;
     (void)dv;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    wg::attn_wg<T, NWG, BC, OVL, VD, QREG>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal);
+    wg::attn_wg<T, NWG, BC, OVL, VD, QREG, SPLIT>(q, k, v, mask, out, hq, hkv, sq, skv, msb, msh, msq, msk, scale, causal);
 #endif
 }
 

@@ -16,7 +16,7 @@
 // g++ syntax check of the host code (no CUDA compiler on the dev machine)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-template <typename T, int NWG, int BC, bool OVL, int VD, int MINB, bool QREG = false>
+template <typename T, int NWG, int BC, bool OVL, int VD, int MINB, bool QREG = false, bool SPLIT = false>
 void attention_d64_wg(const T*, const T*, const T*, const T*, T*, int, int, int, int, int, int, int, long long,
                       long long, long long, long long, float, int) {}
 namespace wg {
@@ -83,10 +83,11 @@ struct Variant {
     int smem;
 };
 
-#define WGV(NAME, NWG, BC, OVL, VD, MINB, QREG)                                                                   \
+#define WGV(NAME, NWG, BC, OVL, VD, MINB, QREG, ...)                                                              \
     Variant {                                                                                                   \
-        NAME, (const void*)attention_d64_wg<__half, NWG, BC, OVL, VD, MINB, QREG>,                              \
-            (const void*)attention_d64_wg<__nv_bfloat16, NWG, BC, OVL, VD, MINB, QREG>, 64 * NWG, 128 * NWG,     \
+        NAME, (const void*)attention_d64_wg<__half, NWG, BC, OVL, VD, MINB, QREG, ##__VA_ARGS__>,               \
+            (const void*)attention_d64_wg<__nv_bfloat16, NWG, BC, OVL, VD, MINB, QREG, ##__VA_ARGS__>, 64 * NWG, \
+            128 * NWG,                                                                                          \
             wg::smem_bytes<NWG, BC, OVL>()                                                                      \
     }
 static std::vector<Variant> all_variants() {
@@ -104,6 +105,10 @@ static std::vector<Variant> all_variants() {
         WGV("wg2_bc64", 2, 64, false, 0, 2, false),
         WGV("wg2_bc64_q", 2, 64, false, 0, 2, true),
         WGV("wg2_bc128", 2, 128, false, 0, 2, false),
+        // SPLIT: BC = 128 as two 64-key softmax steps (S_b beside the softmax of S_a, P_a V_a beside that of S_b)
+        WGV("wg1_bc128_s", 1, 128, false, 0, 3, false, true),
+        WGV("wg1_bc128_qs", 1, 128, false, 0, 3, true, true),
+        WGV("wg2_bc128_s", 2, 128, false, 0, 2, false, true),
         WGV("wg3_bc128_q", 3, 128, false, 0, 1, true),
         WGV("wg4_bc64_q", 4, 64, false, 0, 1, true),
     };
