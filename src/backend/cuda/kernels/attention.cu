@@ -22,8 +22,9 @@
 // Entry points: attention_f32 / attention_f16 / attention_bf16 run the generic path; the fast paths have one
 // entry point per (dtype, head size), attention_{f16,bf16}_d{32,64,128} (tensor cores) and
 // attention_f32_d{32,64,128} (register-tiled exact f32), so each gets its own register allocation. The launcher
-// (src/backend/cuda/attention.rs, `plan`) picks the entry point and the launch geometry. Compiles under NVRTC (no
-// host headers) and nvcc. Standalone check and benchmark: tools/attention/.
+// (src/backend/cuda/attention.rs, `plan`) picks the entry point and the launch geometry; on compute capability 9.0
+// it sends unmasked f16/bf16 calls with d = dv = 64 to attention_wgmma.cu (same ABI) instead. Compiles under NVRTC
+// (no host headers) and nvcc. Standalone check and benchmark: tools/attention/.
 //
 // Fast paths need every row start 16-byte aligned: q, k, v 16-byte aligned and each of qsb, qsh, qss, ksb, ksh, kss,
 // vsb, vsh, vss a multiple of 16 / sizeof(T) elements ("q/k/v 16-byte aligned" below). The tensor-core path also
