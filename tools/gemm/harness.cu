@@ -1,7 +1,7 @@
 // Standalone check + benchmark of src/backend/cuda/kernels/gemm_epilogue.cu (fused GEMM + bias + GELU).
 // See README.md beside this file.
 //
-//   nvcc -O3 -arch=sm_90 -std=c++17 harness.cu -lcublasLt -o h && ./h      # correctness + timing
+//   nvcc -O3 -arch=sm_90a -std=c++17 harness.cu -lcublasLt -lcuda -o h && ./h   # correctness + timing
 //   ./h --small                                                          # small cases only (sanitizers)
 //
 // Inputs are random bf16/f16 values; the reference is float64 on the CPU over the same (rounded) inputs, with the
@@ -15,6 +15,7 @@
 #ifndef GE_NO_CUBLASLT  // (only for compile checks on a machine without the cuBLAS headers)
 #include <cublasLt.h>
 #endif
+#include <cuda.h>  // cuTensorMapEncodeTiled (link with -lcuda)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -81,6 +82,55 @@ static LaunchFn make() {
     return [f, smem](const void* a, const void* b, const void* bias, void* c, int m, int n, int k, cudaStream_t s) {
         dim3 grid((n + BN - 1) / BN, (m + BM - 1) / BM);
         f<<<grid, WM * WN * 32, smem, s>>>((const T*)a, (const T*)b, (const T*)bias, (T*)c, m, n, k);
+    };
+}
+
+// TMA variants: gemm_tma_bias_act with any tile, launched as fused_gemm.rs launches the `_tma` entry points
+// (tensor maps encoded per call, persistent grid of min(tiles, SMs) blocks of 384 threads).
+template <typename T, int BM, int BN, int ST, int ACT, bool COOP>
+__global__ void __launch_bounds__(384, 1) hk_tma(const __grid_constant__ GeTmaMap ta,
+                                                 const __grid_constant__ GeTmaMap tb, const T* bias, T* C, int m,
+                                                 int n, int k) {
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+    gemm_tma_bias_act<T, BM, BN, ST, ACT, COOP>(ta, tb, bias, C, m, n, k);
+#endif
+}
+
+template <typename T> static GeTmaMap tma_map(const void* p, int rows, int k, int box_rows) {
+    CUtensorMap map;
+    const cuuint64_t dims[2] = {(cuuint64_t)k, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)k * sizeof(T)};
+    const cuuint32_t box[2] = {64, (cuuint32_t)box_rows}, es[2] = {1, 1};
+    const CUtensorMapDataType dt =
+        std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    CUresult r = cuTensorMapEncodeTiled(&map, dt, 2, const_cast<void*>(p), dims, strides, box, es,
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        std::fprintf(stderr, "cuTensorMapEncodeTiled failed: %d\n", (int)r);
+        std::exit(2);
+    }
+    GeTmaMap g;
+    static_assert(sizeof g == sizeof map, "tensor map size");
+    std::memcpy(&g, &map, sizeof g);
+    return g;
+}
+
+template <typename T, int BM, int BN, int ST, int ACT, bool COOP = false> static LaunchFn make_tma() {
+    auto f = hk_tma<T, BM, BN, ST, ACT, COOP>;
+    constexpr int TM = COOP ? 2 * BM : BM;
+    const int smem = ST * (TM + BN) * 128 + 2 * 64 * (BN + 8) * 4 + 1024 + 2 * ST * 8;
+    CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    cudaFuncAttributes at;
+    CK(cudaFuncGetAttributes(&at, f));
+    int sms = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    std::printf("  variant tma%s %dx%d s%d act%d: %d regs, %d B local, %d B smem\n", COOP ? " coop" : "", BM, BN, ST, ACT, at.numRegs,
+                (int)at.localSizeBytes, smem);
+    return [f, smem, sms](const void* a, const void* b, const void* bias, void* c, int m, int n, int k,
+                          cudaStream_t s) {
+        const GeTmaMap ta = tma_map<T>(a, m, k, TM), tb = tma_map<T>(b, n, k, BN);
+        const int tiles = ((m + TM - 1) / TM) * ((n + BN - 1) / BN);
+        f<<<std::min(tiles, sms), 384, smem, s>>>(ta, tb, (const T*)bias, (T*)c, m, n, k);
     };
 }
 
@@ -316,10 +366,14 @@ struct Lt {
 // ------------------------------------------------------------------------------------------------------------
 template <typename T> static std::vector<Variant> variants_all(bool all) {
     std::vector<Variant> v;
-    v.push_back({"L-wg128x192x64w8s2", GE_GELU_ERF, make<T, 128, 192, 64, 8, 1, 2, GE_GELU_ERF, 2, true>(), true});
+    v.push_back({"L-tma128x192s3", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF>(), true});
     v.push_back({"L-mma128x128x64w2x4s3", GE_GELU_ERF, make<T, 128, 128, 64, 2, 4, 3, GE_GELU_ERF, 2>(), false});
-    v.push_back({"L-wg128x192x64w8s2", GE_GELU_TANH, make<T, 128, 192, 64, 8, 1, 2, GE_GELU_TANH, 2, true>(), true});
-    v.push_back({"L-wg128x192x64w8s2", GE_NONE, make<T, 128, 192, 64, 8, 1, 2, GE_NONE, 2, true>(), true});
+    v.push_back({"L-tma128x192s3", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE>(), true});
+    v.push_back({"L-tma128x192s3", GE_GELU_TANH, make_tma<T, 128, 192, 3, GE_GELU_TANH>(), true});
+    v.push_back({"wg128x192x64w8s2", GE_GELU_ERF, make<T, 128, 192, 64, 8, 1, 2, GE_GELU_ERF, 2, true>(), true});
+    v.push_back({"tma128x128s4", GE_GELU_ERF, make_tma<T, 128, 128, 4, GE_GELU_ERF>(), true});
+    v.push_back({"tma128x128s4", GE_NONE, make_tma<T, 128, 128, 4, GE_NONE>(), true});
+    v.push_back({"coop128x128s3", GE_GELU_ERF, make_tma<T, 128, 128, 3, GE_GELU_ERF, true>(), true});
     if (!all) return v;
     v.push_back({"wg128x128x64w8s3", GE_GELU_ERF, make<T, 128, 128, 64, 8, 1, 3, GE_GELU_ERF, 2, true>(), true});
     v.push_back({"wg128x128x64w8s3", GE_NONE, make<T, 128, 128, 64, 8, 1, 3, GE_NONE, 2, true>(), true});
@@ -339,7 +393,7 @@ template <typename T> static std::vector<Variant> variants_all(bool all) {
 
 static bool g_no_wg = false;  // --no-wg: mma.sync variants only
 
-// Names starting with 'L' are the launcher's configurations (GE_LARGE, GE_LARGE_WG), checked on every shape.
+// Names starting with 'L' are the launcher's configurations (GE_LARGE, GE_TMA), checked on every shape.
 template <typename T> static std::vector<Variant> variants(bool all) {
     std::vector<Variant> v = variants_all<T>(all);
     if (g_no_wg) v.erase(std::remove_if(v.begin(), v.end(), [](const Variant& x) { return x.wg; }), v.end());
@@ -349,11 +403,11 @@ template <typename T> static std::vector<Variant> variants(bool all) {
 template <typename T> static void correctness(bool small) {
     std::printf("correctness %s\n", tname<T>());
     auto vs = variants<T>(!small);
-    if (small && vs.size() > 2) vs.resize(2);  // the launcher's erf configurations only: keeps the sanitizers fast
+    if (small && vs.size() > 3) vs.resize(3);  // the launcher's erf configurations only: keeps the sanitizers fast
     struct S {
         int m, n, k;
     };
-    std::vector<S> shapes = {{1, 1, 8}, {1, 37, 24}, {37, 45, 24}, {129, 130, 8}, {200, 136, 384}, {3, 257, 1000}};
+    std::vector<S> shapes = {{1, 1, 8}, {1, 37, 24}, {37, 45, 24}, {129, 130, 8}, {200, 136, 384}, {3, 257, 1000}, {2000, 2000, 72}};
     if (!small) {
         shapes.push_back({333, 1531, 384});
         shapes.push_back({4096, 1536, 384});
@@ -364,7 +418,7 @@ template <typename T> static void correctness(bool small) {
         // Every variant on the small shapes and the benchmark shape; the default on all of them.
         for (auto& s : shapes) {
             const bool dflt = v.name[0] == 'L';
-            if (!dflt && !(s.m == 37 || s.m == 129 || s.m == 3 || s.m == 4096)) continue;
+            if (!dflt && !(s.m == 37 || s.m == 129 || s.m == 3 || s.m == 2000 || s.m == 4096)) continue;
             check_case<T>(v, s.m, s.n, s.k, seed++);
         }
     }

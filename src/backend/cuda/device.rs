@@ -39,6 +39,12 @@ impl DeviceInfo {
     pub fn arch(&self) -> String {
         format!("sm_{}{}", self.compute_capability.0, self.compute_capability.1)
     }
+
+    /// Whether the Hopper-only kernels run here (wgmma, TMA): modules with architecture-specific code are compiled
+    /// for `sm_90a` on compute capability 9.0, and such code runs there only.
+    pub fn sm90a(&self) -> bool {
+        self.compute_capability == (9, 0)
+    }
 }
 
 /// Context and stream of one GPU.

@@ -1,12 +1,13 @@
 //! Our own tensor-core GEMM with the bias + GELU epilogue fused (kernels/gemm_epilogue.cu), for
 //! `FusedLinearAddGelu` with the erf form in f16/bf16: cuBLASLt's GELU epilogue computes the tanh form only, and
 //! its plain product followed by the in-place `bias_gelu_erf` kernel costs a second pass over the output plus an
-//! expensive erf per element. On the H100, bf16 [4096, 384, 1536]: 19.65 us fused (wgmma form) against 36.08 us
-//! for that pair and 11.40 us for cuBLASLt's plain product (tools/gemm/README.md).
+//! expensive erf per element. On the H100, bf16 [4096, 384, 1536]: 18.1 us fused (TMA form) against 36.3 us for
+//! that pair and 12.0 us for cuBLASLt's plain product (tools/gemm/README.md).
 //!
 //! The kernel needs f16/bf16, W stored [n, k] (transpose_b; W stored [k, n] is not supported), k a multiple of 8,
 //! 16-byte aligned x, W and output, compute capability 8.0 or newer, and m that fits its grid. On compute
-//! capability 9.0 the module is compiled for sm_90a and the wgmma entry points run; elsewhere the mma.sync ones.
+//! capability 9.0 the module is compiled for sm_90a and the TMA entry points run (persistent, warp-specialised,
+//! wgmma; the launcher encodes the two tensor maps per call); elsewhere the mma.sync ones.
 //! `CudaBackend::erf_gelu_linear` is the one place that picks between it and cuBLASLt + `bias_gelu_erf` (see
 //! [`ErfGeluPath`]).
 
@@ -14,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use cudarc::driver::sys::{CUevent_flags, CUfunction_attribute as FnAttr, CUstreamCaptureStatus};
-use cudarc::driver::{DriverError, LaunchConfig, PushKernelArg};
+use cudarc::driver::sys::{self, CUevent_flags, CUfunction_attribute as FnAttr, CUstreamCaptureStatus};
+use cudarc::driver::{DeviceRepr, DriverError, LaunchConfig, PushKernelArg};
 
 use super::compile::KernelSource;
 use super::elementwise::suffix;
@@ -32,20 +33,71 @@ pub(crate) static SOURCE: KernelSource = KernelSource {
     arch_specific: true,
 };
 
-/// Block tile (rows, columns) and dynamic shared memory bytes of one set of entry points (gemm_epilogue.cu).
+/// Tile (rows, columns), dynamic shared memory bytes and threads of one set of entry points (gemm_epilogue.cu).
 struct Tile {
     bm: usize,
     bn: usize,
     shared: u32,
+    threads: u32,
 }
 
 /// `GE_LARGE`, the mma.sync entry points: 128 x 128, 3 stages of (128 + 128) rows x 64 k-elements x 2 bytes.
-const TILE_MMA: Tile = Tile { bm: 128, bn: 128, shared: 3 * (128 + 128) * 64 * 2 };
-/// `GE_LARGE_WG`, the wgmma entry points: 128 x 192, 2 stages of (128 + 192) rows x 64 x 2 bytes, plus 1 KiB to
-/// align the stages to 1024 bytes.
-const TILE_WG: Tile = Tile { bm: 128, bn: 192, shared: 2 * (128 + 192) * 64 * 2 + 1024 };
-/// Threads per block of both.
-const THREADS: u32 = 256;
+const TILE_MMA: Tile = Tile { bm: 128, bn: 128, shared: 3 * (128 + 128) * 64 * 2, threads: 256 };
+/// `GE_TMA`, the `_tma` entry points: a consumer warpgroup's tile is 128 x 192; 3 stages of (128 + 192) rows x 64
+/// x 2 bytes, two consumers' epilogue staging of 64 rows x (192 + 8) floats, 1 KiB to align the stages to 1024
+/// bytes, 2 x 3 barriers of 8 bytes.
+const TILE_TMA: Tile =
+    Tile { bm: 128, bn: 192, shared: 3 * (128 + 192) * 64 * 2 + 2 * 64 * 200 * 4 + 1024 + 2 * 3 * 8, threads: 384 };
+
+/// A `CUtensorMap` as the `_tma` entry points take it (by value, 64-byte aligned, 128 bytes).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct TmaMap(sys::CUtensorMap);
+
+// SAFETY: a plain 128-byte value with the layout of the driver's CUtensorMap, which the kernel parameter is.
+unsafe impl DeviceRepr for TmaMap {}
+
+/// The tensor map of a row-major [rows, k] f16/bf16 operand at `ptr`, read in boxes of `box_rows` x 64 elements
+/// with the 128-byte swizzle (the layout the kernel's wgmma descriptors expect); out-of-range rows and columns read
+/// as zeros. Needs k a multiple of 8 and ptr 16-byte aligned (`supported`).
+fn tma_map(ptr: u64, rows: usize, k: usize, box_rows: usize, dtype: DType) -> Result<TmaMap> {
+    use sys::{
+        CUtensorMapDataType as Dt, CUtensorMapFloatOOBfill as Fill, CUtensorMapInterleave as Il,
+        CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Sw,
+    };
+    let dt =
+        if dtype == DType::BF16 { Dt::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 } else { Dt::CU_TENSOR_MAP_DATA_TYPE_FLOAT16 };
+    let dims = [k as u64, rows as u64];
+    let strides = [(k * dtype.size()) as u64];
+    let boxes = [64u32, box_rows as u32];
+    let elem_strides = [1u32, 1];
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::uninit();
+    // SAFETY: every array has the length the rank (2) asks for, `map` is writable for one CUtensorMap, and the
+    // function only encodes the description (it does not touch the memory at `ptr`).
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            dt,
+            2,
+            ptr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            elem_strides.as_ptr(),
+            Il::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            Sw::CU_TENSOR_MAP_SWIZZLE_128B,
+            L2::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            Fill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(Error::Gpu(format!(
+            "encoding the fused GEMM's tensor map of a [{rows}, {k}] operand failed: {r:?}"
+        )));
+    }
+    // SAFETY: cuTensorMapEncodeTiled succeeded, so it wrote the whole map.
+    Ok(TmaMap(unsafe { map.assume_init() }))
+}
 
 /// Which implementation runs `FusedLinearAddGelu` with the erf form in f16/bf16 (set with
 /// [`CudaBackend::set_erf_gelu_path`]).
@@ -57,7 +109,7 @@ pub enum ErfGeluPath {
     /// does not support take cuBLASLt.
     #[default]
     Auto,
-    /// Always the fused kernel where it supports the shape (else cuBLASLt + `bias_gelu_erf`): its wgmma form on
+    /// Always the fused kernel where it supports the shape (else cuBLASLt + `bias_gelu_erf`): its TMA form on
     /// compute capability 9.0 (compiled for sm_90a), its mma.sync form elsewhere.
     Fused,
     /// The fused kernel's mma.sync form even on compute capability 9.0 (for tests and comparisons).
@@ -105,13 +157,18 @@ fn supported(spec: &GemmSpec, info: &DeviceInfo, p: &LinearPtrs) -> bool {
         && !spec.transpose_a
         && spec.batch == 1
         && info.compute_capability.0 >= 8
-        && info.max_shared_per_block_optin >= TILE_MMA.shared.max(TILE_WG.shared)
+        && info.max_shared_per_block_optin >= TILE_MMA.shared
         && spec.k > 0
         && spec.k % 8 == 0
         && (p.x | p.w | p.out) % 16 == 0
         && p.bias % spec.dtype.size() as u64 == 0
-        && spec.m.div_ceil(TILE_MMA.bm.min(TILE_WG.bm)) <= 65535
+        && spec.m.div_ceil(TILE_MMA.bm) <= 65535
         && [spec.m, spec.n, spec.k].iter().all(|&d| d <= (i32::MAX - 256) as usize)
+}
+
+/// Whether the `_tma` form runs here (else the mma.sync form): compute capability 9.0 with its shared memory.
+fn tma_form(info: &DeviceInfo) -> bool {
+    info.sm90a() && info.max_shared_per_block_optin >= TILE_TMA.shared
 }
 
 impl CudaBackend {
@@ -137,16 +194,16 @@ impl CudaBackend {
         bias: &CudaBuffer,
     ) -> Result<()> {
         let fused_ok = supported(spec, &self.dev.info, &p);
-        let wgmma = self.dev.info.compute_capability == (9, 0);
+        let tma = tma_form(&self.dev.info);
         let kernel = match self.erf_gelu_path() {
             _ if !fused_ok => None,
-            ErfGeluPath::Fused => Some(wgmma),
+            ErfGeluPath::Fused => Some(tma),
             ErfGeluPath::FusedMmaSync => Some(false),
             ErfGeluPath::Cublas => None,
-            ErfGeluPath::Auto => self.auto_choice(spec, p, out_desc, out, bias)?.then_some(wgmma),
+            ErfGeluPath::Auto => self.auto_choice(spec, p, out_desc, out, bias)?.then_some(tma),
         };
         match kernel {
-            Some(wgmma) => self.fused_gemm(spec, Some(GeluKind::Erf), wgmma, p),
+            Some(tma) => self.fused_gemm(spec, Some(GeluKind::Erf), tma, p),
             None => self.cublas_erf_gelu(spec, p, out_desc, out, bias),
         }
     }
@@ -191,7 +248,7 @@ impl CudaBackend {
         for (fused, t) in ms.iter_mut().enumerate() {
             let mut run = |this: &Self| -> Result<()> {
                 if fused == 1 {
-                    this.fused_gemm(spec, Some(GeluKind::Erf), this.dev.info.compute_capability == (9, 0), p)
+                    this.fused_gemm(spec, Some(GeluKind::Erf), tma_form(&this.dev.info), p)
                 } else {
                     this.cublas_erf_gelu(spec, p, out_desc, out, bias)
                 }
@@ -212,9 +269,9 @@ impl CudaBackend {
         Ok(fused)
     }
 
-    /// Queues the fused kernel: out = act(x · W^T + bias), W stored [n, k]; `wgmma` (compute capability 9.0 only)
-    /// picks the sm_90a entry point. `supported` must hold.
-    pub(crate) fn fused_gemm(&self, spec: &GemmSpec, act: Option<GeluKind>, wgmma: bool, p: LinearPtrs) -> Result<()> {
+    /// Queues the fused kernel: out = act(x · W^T + bias), W stored [n, k]; `tma` (only where [`tma_form`] holds)
+    /// picks the sm_90a TMA entry point, else the mma.sync one. `supported` must hold.
+    pub(crate) fn fused_gemm(&self, spec: &GemmSpec, act: Option<GeluKind>, tma: bool, p: LinearPtrs) -> Result<()> {
         if spec.m == 0 || spec.n == 0 {
             return Ok(());
         }
@@ -223,20 +280,38 @@ impl CudaBackend {
             Some(GeluKind::Erf) => "gelu_erf",
             Some(GeluKind::Tanh) => "gelu_tanh",
         };
-        let (entry, tile) = if wgmma { ("_wg", &TILE_WG) } else { ("", &TILE_MMA) };
+        let (entry, tile) = if tma { ("_tma", &TILE_TMA) } else { ("", &TILE_MMA) };
         let f = self.kernels.function(&SOURCE, &format!("gemm_bias_{act}_{}{entry}", suffix(spec.dtype)?))?;
         f.set_attribute(FnAttr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, tile.shared as i32)
             .map_err(super::launch_err("fused GEMM (shared-memory limit)"))?;
         let (m, n, k) = (spec.m as i32, spec.n as i32, spec.k as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (spec.n.div_ceil(tile.bn) as u32, spec.m.div_ceil(tile.bm) as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: tile.shared,
+        let (tiles_m, tiles_n) = (spec.m.div_ceil(tile.bm), spec.n.div_ceil(tile.bn));
+        // Built before the launch builder borrows them.
+        let maps = if tma {
+            Some([
+                tma_map(p.x, spec.m, spec.k, tile.bm, spec.dtype)?,
+                tma_map(p.w, spec.n, spec.k, tile.bn, spec.dtype)?,
+            ])
+        } else {
+            None
         };
         let mut l = self.dev.stream.launch_builder(&f);
-        l.arg(&p.x).arg(&p.w).arg(&p.bias).arg(&p.out).arg(&m).arg(&n).arg(&k);
+        let grid_dim = match &maps {
+            Some([a, b]) => {
+                l.arg(a).arg(b);
+                // Persistent: at most one block per SM, each walking the tiles blockIdx.x, + gridDim.x, ...
+                ((tiles_m * tiles_n).min(self.dev.info.sm_count as usize).max(1) as u32, 1, 1)
+            }
+            None => {
+                l.arg(&p.x).arg(&p.w);
+                (tiles_n as u32, tiles_m as u32, 1)
+            }
+        };
+        l.arg(&p.bias).arg(&p.out).arg(&m).arg(&n).arg(&k);
+        let cfg = LaunchConfig { grid_dim, block_dim: (tile.threads, 1, 1), shared_mem_bytes: tile.shared };
         // SAFETY: x holds m*k elements, W n*k, bias n, out m*n (checked by `execute`); `supported` checked the
-        // alignment and that m, n, k fit the kernel's ints; the kernel reads and writes only inside those bounds.
+        // alignment and that m, n, k fit the kernel's ints; the tensor maps describe exactly x and W; the kernel
+        // reads and writes only inside those bounds.
         unsafe { l.launch(cfg) }.map(drop).map_err(super::launch_err("fused GEMM"))
     }
 }
@@ -249,8 +324,11 @@ mod tests {
     #[test]
     fn tiles_match_the_kernel_source() {
         assert!(SOURCE.text.contains("#define GE_LARGE 128, 128, 64, 2, 4, 3\n"));
-        assert!(SOURCE.text.contains("#define GE_LARGE_WG 128, 192, 64, 8, 1, 2\n"));
+        assert!(SOURCE.text.contains("#define GE_TMA 128, 192, 3\n"));
         assert!(SOURCE.text.contains("__launch_bounds__(256, 2)"));
-        assert_eq!((TILE_MMA.bm, TILE_MMA.bn, TILE_WG.bm, TILE_WG.bn, THREADS), (128, 128, 128, 192, 256));
+        assert!(SOURCE.text.contains("__launch_bounds__(384, 1)"));
+        assert_eq!((TILE_MMA.bm, TILE_MMA.bn, TILE_MMA.threads), (128, 128, 256));
+        assert_eq!((TILE_TMA.bm, TILE_TMA.bn, TILE_TMA.threads, TILE_TMA.shared), (128, 192, 384, 226_352));
+        assert_eq!(std::mem::size_of::<TmaMap>(), 128);
     }
 }

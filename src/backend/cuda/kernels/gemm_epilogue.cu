@@ -6,15 +6,26 @@
 // aligned (every 8-element chunk of a row is one 16-byte cp.async, zero-filled past m, n or k). Any m and n: rows
 // and columns past the edge are zero-filled on load and not stored.
 //
-// Technique: block tile BM x BN, k-tile BK, STAGES-deep cp.async pipeline into XOR-swizzled shared memory,
-// ldmatrix + mma.sync m16n8k16. Epilogue: bias and activation on the f32 accumulators, rounded once into shared
-// memory (the pipeline buffers, padded rows), then written out in coalesced 16-byte stores.
+// Two forms:
+// - gemm_bias_act (the plain entry points, sm_80+): block tile BM x BN, k-tile BK, STAGES-deep cp.async pipeline
+//   into XOR-swizzled shared memory, ldmatrix + mma.sync m16n8k16. Epilogue: bias and activation on the f32
+//   accumulators, rounded once into shared memory (the pipeline buffers, padded rows), then written out in
+//   coalesced 16-byte stores. Its WG = true variant (wgmma from the same cp.async pipeline) has no entry point any
+//   more; tools/gemm/harness.cu still measures it against the TMA form.
+// - gemm_tma_bias_act (the `_tma` entry points, sm_90a): persistent and warp-specialised, TMA loads, wgmma; see the
+//   comment above it.
 //
 // Activations (ACT): 0 none, 1 GELU erf form, 2 GELU tanh form, 3 GELU erf form through libdevice erff/erfcf (the
 // elementwise kernel's formula; kept for measurements only).
 
+// The 128-byte CUtensorMap the launcher builds with cuTensorMapEncodeTiled (opaque here; a `_tma` entry parameter).
+struct __align__(64) GeTmaMap {
+    unsigned long long v[16];
+};
+
 // Everything but the entry points needs sm_80 (cp.async, bf16 mma); older GPUs get empty entry points, which the
 // launcher never calls (it requires compute capability 8.0).
+
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define GE_NONE 0
 #define GE_GELU_ERF 1
@@ -171,7 +182,7 @@ __device__ __forceinline__ void ge_fence_proxy_async() {
     "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]),\
     "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),\
     "+f"(d[126]), "+f"(d[127])
-#define GE_WG_ASM(N, TY, ND)                                                                                 \
+#define GE_WG_ASM(N, TY, ND, WAIT)                                                                           \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #ND ", 0;\nwgmma.fence.sync.aligned;\n"                       \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A0_##N  \
                  ", %" GE_WG_B0_##N ", p, 1, 1, 0, 0;\n"                                                           \
@@ -181,7 +192,7 @@ __device__ __forceinline__ void ge_fence_proxy_async() {
                  ", %" GE_WG_B2_##N ", p, 1, 1, 0, 0;\n"                                                           \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A3_##N  \
                  ", %" GE_WG_B3_##N ", p, 1, 1, 0, 0;\n"                                                           \
-                 "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}\n"                          \
+                 "wgmma.commit_group.sync.aligned;\n" WAIT "}\n"                                                    \
                  : GE_WG_OUTS##N                                                                                  \
                  : "l"(a[0]), "l"(a[1]), "l"(a[2]), "l"(a[3]), "l"(b[0]), "l"(b[1]), "l"(b[2]), "l"(b[3]), "r"(1) \
                  : "memory")
@@ -210,16 +221,24 @@ __device__ __forceinline__ void ge_fence_proxy_async() {
 #define GE_WG_A3_256 "131"
 #define GE_WG_B3_256 "135"
 
-template <typename T, int N>
+// WAIT = false leaves the batch in flight: the caller waits (wgmma.wait_group) and then fences the accumulators.
+template <typename T, int N, bool WAIT = true>
 __device__ __forceinline__ void ge_wgmma_k64(float* d, const unsigned long long (&a)[4], const unsigned long long (&b)[4]) {
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
     constexpr bool BF = ge_is_bf16<T>::value;
-    if constexpr (N == 128 && BF) GE_WG_ASM(128, "bf16", 72);
-    if constexpr (N == 128 && !BF) GE_WG_ASM(128, "f16", 72);
-    if constexpr (N == 192 && BF) GE_WG_ASM(192, "bf16", 104);
-    if constexpr (N == 192 && !BF) GE_WG_ASM(192, "f16", 104);
-    if constexpr (N == 256 && BF) GE_WG_ASM(256, "bf16", 136);
-    if constexpr (N == 256 && !BF) GE_WG_ASM(256, "f16", 136);
+#define GE_WG_ALL(W)                                          \
+    if constexpr (N == 128 && BF) GE_WG_ASM(128, "bf16", 72, W);  \
+    if constexpr (N == 128 && !BF) GE_WG_ASM(128, "f16", 72, W);  \
+    if constexpr (N == 192 && BF) GE_WG_ASM(192, "bf16", 104, W); \
+    if constexpr (N == 192 && !BF) GE_WG_ASM(192, "f16", 104, W); \
+    if constexpr (N == 256 && BF) GE_WG_ASM(256, "bf16", 136, W); \
+    if constexpr (N == 256 && !BF) GE_WG_ASM(256, "f16", 136, W);
+    if constexpr (WAIT) {
+        GE_WG_ALL("wgmma.wait_group.sync.aligned 0;\n")
+    } else {
+        GE_WG_ALL("")
+    }
+#undef GE_WG_ALL
 #endif
 }
 
@@ -385,36 +404,224 @@ __device__ __forceinline__ void gemm_bias_act(const T* __restrict__ A, const T* 
     }
 }
 
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+// ---- Hopper: persistent, warp-specialised form (the `_tma` entry points) ----
+// Three warpgroups. Warpgroup 0 is the producer: one thread walks the block's tiles (t = blockIdx.x, + gridDim.x,
+// ...) and their 64-wide k-tiles, and loads each (A: rows x 64, B: BN x 64) with TMA into a STAGES-deep ring of
+// 128-byte-swizzled stages, signalling `full[s]` with the byte count. Warpgroups 1 and 2 are consumers taking the
+// block's tiles in turn ("ping-pong"; COOP instead splits every tile's rows between them, measured slower): while
+// one runs its epilogue, the other's wgmmas keep the tensor cores busy, and the producer is already loading ahead.
+// A consumer keeps one k-tile's wgmmas in flight and releases the stage before it (`empty[s]`, one arrival per
+// warp). Ring slot and phase follow from the k-tile's running index g in the block (slot g % STAGES, phase
+// (g / STAGES) & 1), which both sides compute; the consumer of the block's j-th tile starts at g = j * KT.
+// Edges: TMA zero-fills rows past m or n and columns past k; the epilogue stores only inside [m, n].
+// The producer warpgroup gives registers to the consumers (setmaxnreg 40 / 232): 192 accumulators a thread.
+
+__device__ __forceinline__ void ge_mbar_init(u32 bar, u32 count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void ge_mbar_expect_tx(u32 bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void ge_mbar_arrive(u32 bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void ge_mbar_wait(u32 bar, u32 parity) {
+    u32 done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+// 2-D TMA load of the box at (c0 = column, c1 = row) into shared memory, completing `bytes` on the barrier.
+__device__ __forceinline__ void ge_tma_load(u32 dst, const GeTmaMap* map, int c0, int c1, u32 bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+            dst),
+        "l"(map), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+
+template <typename T, int BM, int BN, int STAGES, int ACT, bool COOP>
+__device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTmaMap& tb, const T* __restrict__ bias,
+                                                  T* __restrict__ C, int m, int n, int k) {
+    constexpr int MI = BM / 64, TM = COOP ? 2 * BM : BM;  // TM: rows of the block's tile
+    constexpr u32 A_BYTES = TM * 128, STAGE = (TM + BN) * 128;
+    static_assert(BM % 64 == 0 && MI * BN <= 384, "consumer tile: m64 blocks, at most 192 accumulators a thread");
+    extern __shared__ __align__(1024) unsigned char ge_smem[];
+    const u32 sbase = (ge_smem_addr(ge_smem) + 1023u) & ~1023u;
+    // After the stages: each consumer's epilogue staging (64 rows of LDS floats, padded against bank conflicts),
+    // then the barriers: full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
+    constexpr int LDS = BN + 8;
+    const u32 bars = sbase + STAGES * STAGE + 2 * 64 * LDS * 4;
+    const int tid = threadIdx.x, wg = tid >> 7;
+    const int tiles_n = (n + BN - 1) / BN, tiles = ((m + TM - 1) / TM) * tiles_n, KT = (k + 63) / 64;
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            ge_mbar_init(bars + 8 * s, 1);
+            ge_mbar_init(bars + 8 * (STAGES + s), COOP ? 8 : 4);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\nfence.proxy.async.shared::cta;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (tid == 0) {
+            int g = 0;
+            for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+                const int m0 = (t / tiles_n) * TM, n0 = (t % tiles_n) * BN;
+                for (int kt = 0; kt < KT; ++kt, ++g) {
+                    const int s = g % STAGES;
+                    ge_mbar_wait(bars + 8 * (STAGES + s), ((g / STAGES) & 1) ^ 1);
+                    const u32 full = bars + 8 * s, dst = sbase + s * STAGE;
+                    ge_mbar_expect_tx(full, STAGE);
+                    ge_tma_load(dst, &ta, kt * 64, m0, full);
+                    ge_tma_load(dst + A_BYTES, &tb, kt * 64, n0, full);
+                }
+            }
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int cons = wg - 1, lane = tid & 31, wq = (tid >> 5) & 3;
+    float* stg = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)) + STAGES * STAGE) + cons * 64 * LDS;
+    float acc[MI][BN / 2];
+    // Ping-pong: consumer c takes the block's tiles j = c, c + 2, ...; COOP: both take every tile, c its rows c BM...
+    constexpr int STEP = COOP ? 1 : 2;
+    int j = COOP ? 0 : cons;
+    for (int t = blockIdx.x + j * gridDim.x; t < tiles; t += STEP * gridDim.x, j += STEP) {
+        const int m0 = (t / tiles_n) * TM + (COOP ? cons * BM : 0), n0 = (t % tiles_n) * BN;
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int e = 0; e < BN / 2; ++e) acc[mi][e] = 0.0f;
+        // A parity wait only tells the current phase from the one before it, so this tile's waits may start only
+        // once every earlier k-tile has landed: the previous tile's consumer signals that (named barrier 1 + c).
+        if (!COOP && j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
+        int g = j * KT;
+        for (int kt = 0; kt < KT; ++kt, ++g) {
+            const int s = g % STAGES;
+            ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
+            if (!COOP && kt == KT - 1 && t + gridDim.x < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
+            const u32 sA = sbase + s * STAGE + (COOP ? cons * BM * 128 : 0);
+            const unsigned long long db = ge_desc_sw128(sbase + s * STAGE + A_BYTES);
+            const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi) {
+                const unsigned long long da = ge_desc_sw128(sA + mi * 64 * 128);
+                const unsigned long long a[4] = {da, da + 2, da + 4, da + 6};
+                ge_wgmma_k64<T, BN, false>(acc[mi], a, b);
+            }
+            // The previous k-tile's batches are complete once at most this k-tile's MI are in flight: its stage
+            // goes back to the producer while these MMAs run.
+            if (kt > 0) {
+                asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(MI) : "memory");
+                __syncwarp();
+                if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
+            }
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int e = 0; e < BN / 2; ++e) asm volatile("" : "+f"(acc[mi][e])::"memory");
+        __syncwarp();
+        if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
+
+        // Epilogue, one m64 block at a time: the f32 accumulators (warp wq holds rows 16 wq .. 16 wq + 15, in the
+        // m16n8 C-fragment order) go to this consumer's staging rows; then a rolled loop finishes 8 consecutive
+        // columns of a row per step (bias, activation, one 16-byte store). The rolled loop keeps the activation's
+        // code small: unrolled over the accumulators, the erf form's epilogue outgrew the instruction cache (ncu:
+        // half of all stall cycles waiting for instructions).
+        const int wt = tid & 127;
+        const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+            if (mi > 0) asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cons) : "memory");  // last block's reads done
+#pragma unroll
+            for (int nj = 0; nj < BN / 8; ++nj)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = wq * 16 + (lane >> 2) + h * 8, c = nj * 8 + 2 * (lane & 3);
+                    *reinterpret_cast<float2*>(&stg[r * LDS + c]) =
+                        make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
+                }
+            asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cons) : "memory");
+            constexpr int CPR = BN / 8;
+            static_assert((64 * CPR) % 256 == 0, "two chunks per thread and step");
+            auto finish = [&](int i) {
+                const int r = i / CPR, c = (i % CPR) * 8, row = m0 + mi * 64 + r, col = n0 + c;
+                if (row >= m || col >= n) return;
+                const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
+                const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
+                const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+                T* d = C + ((size_t)row * n + col);
+                if (vec) {
+                    const uint4 braw = *reinterpret_cast<const uint4*>(bias + col);
+                    const T* bv = reinterpret_cast<const T*>(&braw);
+                    u32 o[4];
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        o[e] = ge_pack2<T>(ge_act<ACT>(x[2 * e] + to_f(bv[2 * e])),
+                                           ge_act<ACT>(x[2 * e + 1] + to_f(bv[2 * e + 1])));
+                    *reinterpret_cast<uint4*>(d) = make_uint4(o[0], o[1], o[2], o[3]);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; ++e)
+                        if (col + e < n) d[e] = from_f<T>(ge_act<ACT>(x[e] + to_f(bias[col + e])));
+                }
+            };
+            // Two independent chunks per step: with one warp per scheduler here, their activations interleave.
+#pragma unroll 1
+            for (int i = wt; i < 64 * CPR; i += 256) {
+                finish(i);
+                finish(i + 128);
+            }
+        }
+        // Before the next tile's first block overwrites the staging rows.
+        asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cons) : "memory");
+    }
+}
+#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT, false>(ta, tb, bias, C, m, n, k);
+#else
+#define GE_BODY_TMA(T, ACT)
+#endif
+
 #define GE_BODY(T, ACT) gemm_bias_act<T, GE_LARGE, ACT>(A, B, bias, C, m, n, k);
 #else
 #define GE_BODY(T, ACT)
+#define GE_BODY_TMA(T, ACT)
 #define GE_NONE 0
 #define GE_GELU_ERF 1
 #define GE_GELU_TANH 2
-#endif
-#ifdef __CUDA_ARCH_FEAT_SM90_ALL
-#define GE_BODY_WG(T, ACT) gemm_bias_act<T, GE_LARGE_WG, ACT, true>(A, B, bias, C, m, n, k);
-#else
-#define GE_BODY_WG(T, ACT)
 #endif
 
 // The configurations the launcher uses (fused_gemm.rs mirrors the tile sizes, thread counts and shared memory).
 // mma.sync (sm_80+): 128 x 128 x 64, 8 warps (2 x 4, warp tile 64 x 32), 3 stages, 96 KiB: two blocks per SM.
 #define GE_LARGE 128, 128, 64, 2, 4, 3
-// wgmma (sm_90a, the `_wg` entry points; empty elsewhere and never launched there): 128 x 192 x 64, two warpgroups
-// (m64n192k16), 2 stages, 80 KiB + 1 KiB for alignment: two blocks per SM. Fastest of the configurations measured
-// for [4096, 384, 1536] (tools/gemm/README.md).
-#define GE_LARGE_WG 128, 192, 64, 8, 1, 2
 #define GE_ENTRY(SUF, T, ACTNAME, ACT)                                                                          \
     extern "C" __global__ void __launch_bounds__(256, 2)                                                       \
         gemm_bias_##ACTNAME##_##SUF(const T* A, const T* B, const T* bias, T* C, int m, int n, int k) {        \
         GE_BODY(T, ACT)                                                                                          \
-    }                                                                                                            \
-    extern "C" __global__ void __launch_bounds__(256, 2)                                                       \
-        gemm_bias_##ACTNAME##_##SUF##_wg(const T* A, const T* B, const T* bias, T* C, int m, int n, int k) {   \
-        GE_BODY_WG(T, ACT)                                                                                       \
+    }
+// TMA form (sm_90a, the `_tma` entry points; empty elsewhere and never launched there): a consumer warpgroup's
+// tile is 128 x 192 (m64n192k16), 3 stages of (128 + 192) x 64 x 2 bytes = 120 KiB, 2 x 64 x 200 x 4 bytes of
+// epilogue staging, 1 KiB alignment, barriers (221 KiB); 384 threads (producer + two consumers), one block per SM,
+// persistent grid. Fastest of the configurations measured for [4096, 384, 1536] (tools/gemm/README.md).
+#define GE_TMA 128, 192, 3
+#define GE_ENTRY_TMA(SUF, T, ACTNAME, ACT)                                                                     \
+    extern "C" __global__ void __launch_bounds__(384, 1)                                                       \
+        gemm_bias_##ACTNAME##_##SUF##_tma(const __grid_constant__ GeTmaMap ta, const __grid_constant__ GeTmaMap tb, \
+                                          const T* bias, T* C, int m, int n, int k) {                          \
+        GE_BODY_TMA(T, ACT)                                                                                      \
     }
 #define GE_ENTRIES(SUF, T) \
-    GE_ENTRY(SUF, T, none, GE_NONE) GE_ENTRY(SUF, T, gelu_erf, GE_GELU_ERF) GE_ENTRY(SUF, T, gelu_tanh, GE_GELU_TANH)
+    GE_ENTRY(SUF, T, none, GE_NONE) GE_ENTRY(SUF, T, gelu_erf, GE_GELU_ERF) GE_ENTRY(SUF, T, gelu_tanh, GE_GELU_TANH) \
+    GE_ENTRY_TMA(SUF, T, none, GE_NONE) GE_ENTRY_TMA(SUF, T, gelu_erf, GE_GELU_ERF)                              \
+    GE_ENTRY_TMA(SUF, T, gelu_tanh, GE_GELU_TANH)
 GE_ENTRIES(f16, __half)
 GE_ENTRIES(bf16, __nv_bfloat16)
