@@ -87,12 +87,12 @@ static LaunchFn make() {
 
 // TMA variants: gemm_tma_bias_act with any tile, launched as fused_gemm.rs launches the `_tma` entry points
 // (tensor maps encoded per call, persistent grid of min(tiles, SMs) blocks of 384 threads).
-template <typename T, int BM, int BN, int ST, int ACT, bool COOP>
+template <typename T, int BM, int BN, int ST, int ACT>
 __global__ void __launch_bounds__(384, 1) hk_tma(const __grid_constant__ GeTmaMap ta,
                                                  const __grid_constant__ GeTmaMap tb, const T* bias, T* C, int m,
                                                  int n, int k) {
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
-    gemm_tma_bias_act<T, BM, BN, ST, ACT, COOP>(ta, tb, bias, C, m, n, k);
+    gemm_tma_bias_act<T, BM, BN, ST, ACT>(ta, tb, bias, C, m, n, k);
 #endif
 }
 
@@ -115,16 +115,16 @@ template <typename T> static GeTmaMap tma_map(const void* p, int rows, int k, in
     return g;
 }
 
-template <typename T, int BM, int BN, int ST, int ACT, bool COOP = false> static LaunchFn make_tma() {
-    auto f = hk_tma<T, BM, BN, ST, ACT, COOP>;
-    constexpr int TM = COOP ? 2 * BM : BM;
+template <typename T, int BM, int BN, int ST, int ACT> static LaunchFn make_tma() {
+    auto f = hk_tma<T, BM, BN, ST, ACT>;
+    constexpr int TM = BM;
     const int smem = ST * (TM + BN) * 128 + 2 * 64 * (BN + 8) * 4 + 1024 + 2 * ST * 8;
     CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     cudaFuncAttributes at;
     CK(cudaFuncGetAttributes(&at, f));
     int sms = 0;
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    std::printf("  variant tma%s %dx%d s%d act%d: %d regs, %d B local, %d B smem\n", COOP ? " coop" : "", BM, BN, ST, ACT, at.numRegs,
+    std::printf("  variant tma %dx%d s%d act%d: %d regs, %d B local, %d B smem\n", BM, BN, ST, ACT, at.numRegs,
                 (int)at.localSizeBytes, smem);
     return [f, smem, sms](const void* a, const void* b, const void* bias, void* c, int m, int n, int k,
                           cudaStream_t s) {
@@ -373,7 +373,6 @@ template <typename T> static std::vector<Variant> variants_all(bool all) {
     v.push_back({"wg128x192x64w8s2", GE_GELU_ERF, make<T, 128, 192, 64, 8, 1, 2, GE_GELU_ERF, 2, true>(), true});
     v.push_back({"tma128x128s4", GE_GELU_ERF, make_tma<T, 128, 128, 4, GE_GELU_ERF>(), true});
     v.push_back({"tma128x128s4", GE_NONE, make_tma<T, 128, 128, 4, GE_NONE>(), true});
-    v.push_back({"coop128x128s3", GE_GELU_ERF, make_tma<T, 128, 128, 3, GE_GELU_ERF, true>(), true});
     if (!all) return v;
     v.push_back({"wg128x128x64w8s3", GE_GELU_ERF, make<T, 128, 128, 64, 8, 1, 3, GE_GELU_ERF, 2, true>(), true});
     v.push_back({"wg128x128x64w8s3", GE_NONE, make<T, 128, 128, 64, 8, 1, 3, GE_NONE, 2, true>(), true});

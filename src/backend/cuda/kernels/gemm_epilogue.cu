@@ -15,8 +15,9 @@
 // - gemm_tma_bias_act (the `_tma` entry points, sm_90a): persistent and warp-specialised, TMA loads, wgmma; see the
 //   comment above it.
 //
-// Activations (ACT): 0 none, 1 GELU erf form, 2 GELU tanh form, 3 GELU erf form through libdevice erff/erfcf (the
-// elementwise kernel's formula; kept for measurements only).
+// Activations (ACT): 0 none, 1 GELU erf form (its erfc fit depends on the output type: ge_gelu_erf_bf16),
+// 2 GELU tanh form, 3 GELU erf form through libdevice erff/erfcf (the elementwise kernel's formula; kept for
+// measurements only).
 
 // The 128-byte CUtensorMap the launcher builds with cuTensorMapEncodeTiled (opaque here; a `_tma` entry parameter).
 struct __align__(64) GeTmaMap {
@@ -31,6 +32,13 @@ struct __align__(64) GeTmaMap {
 #define GE_GELU_ERF 1
 #define GE_GELU_TANH 2
 #define GE_GELU_ERF_LIB 3
+
+template <typename T> struct ge_is_bf16 {
+    static const bool value = false;
+};
+template <> struct ge_is_bf16<__nv_bfloat16> {
+    static const bool value = true;
+};
 
 __device__ __forceinline__ float ge_ex2(float x) {
     float y;
@@ -61,8 +69,26 @@ __device__ __forceinline__ float ge_gelu_erf(float x) {
     return x * (x >= 0.0f ? 1.0f - half_erfc : half_erfc);
 }
 
-template <int ACT> __device__ __forceinline__ float ge_act(float x) {
-    if (ACT == GE_GELU_ERF) return ge_gelu_erf(x);
+// For bf16 outputs, a degree-5 fit of the same form (minimax on z in [0, 9]): erfc relative error 7.7e-6, GELU
+// within 1.1e-5 for |x| <= 8 and 2e-5 down to x = -12 in f32, under 1 % of bf16's half ulp (2e-3); four FMAs
+// fewer, 5 % of the fused kernel's time. f16 (half ulp 4.9e-4) keeps the degree-9 fit: measured, the degree-5 one
+// moved some f16 results by a further 0.3 ulp.
+__device__ __forceinline__ float ge_gelu_erf_bf16(float x) {
+    const float z = fabsf(x) * 0.70710678118654752f;
+    const float t = __fdividef(1.0f, fmaf(0.5f, z, 1.0f));
+    float p = 3.300627847e-01f;
+    p = fmaf(p, t, -1.023104544e+00f);
+    p = fmaf(p, t, 6.844925766e-01f);
+    p = fmaf(p, t, 3.671206311e-01f);
+    p = fmaf(p, t, 1.468671722e+00f);
+    p = fmaf(p, t, -2.827232184e+00f);
+    const float half_erfc = t * ge_ex2(fmaf(x * x, -0.72134752044448170f, p));
+    return x * (x >= 0.0f ? 1.0f - half_erfc : half_erfc);
+}
+
+// T: the output type (the erf form's fit depends on it).
+template <int ACT, typename T> __device__ __forceinline__ float ge_act(float x) {
+    if (ACT == GE_GELU_ERF) return ge_is_bf16<T>::value ? ge_gelu_erf_bf16(x) : ge_gelu_erf(x);
     if (ACT == GE_GELU_TANH) {
         // 0.5x(1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation (as elementwise.cu).
         const float u = 0.79788456080286536f * fmaf(0.044715f * x, x * x, x);
@@ -117,12 +143,6 @@ template <> __device__ __forceinline__ u32 ge_pack2<__half>(float a, float b) {
 }
 
 
-template <typename T> struct ge_is_bf16 {
-    static const bool value = false;
-};
-template <> struct ge_is_bf16<__nv_bfloat16> {
-    static const bool value = true;
-};
 
 // Shared-memory matrix descriptor of a K-major tile stored as 128-byte rows with the 128-byte swizzle (the layout
 // ge_swz<8> writes; 8-row atoms 1024 bytes apart, atoms 1024-byte aligned): start address, leading offset (unused
@@ -379,7 +399,8 @@ __device__ __forceinline__ void gemm_bias_act(const T* __restrict__ A, const T* 
             for (int h = 0; h < 2; ++h) {
                 const int r = (WG ? (warp >> 2) * WG_ROWS + mi * 64 + (warp & 3) * 16 : wm * WTM + mi * 16) +
                               (lane >> 2) + h * 8;
-                const u32 v = ge_pack2<T>(ge_act<ACT>(acc[mi][ni][2 * h] + b0), ge_act<ACT>(acc[mi][ni][2 * h + 1] + b1));
+                const u32 v = ge_pack2<T>(ge_act<ACT, T>(acc[mi][ni][2 * h] + b0),
+                                          ge_act<ACT, T>(acc[mi][ni][2 * h + 1] + b1));
                 *reinterpret_cast<u32*>(&sC[r * LDC + c]) = v;
             }
     }
@@ -409,8 +430,8 @@ __device__ __forceinline__ void gemm_bias_act(const T* __restrict__ A, const T* 
 // Three warpgroups. Warpgroup 0 is the producer: one thread walks the block's tiles (t = blockIdx.x, + gridDim.x,
 // ...) and their 64-wide k-tiles, and loads each (A: rows x 64, B: BN x 64) with TMA into a STAGES-deep ring of
 // 128-byte-swizzled stages, signalling `full[s]` with the byte count. Warpgroups 1 and 2 are consumers taking the
-// block's tiles in turn ("ping-pong"; COOP instead splits every tile's rows between them, measured slower): while
-// one runs its epilogue, the other's wgmmas keep the tensor cores busy, and the producer is already loading ahead.
+// block's tiles in turn ("ping-pong"; splitting every tile's rows between them instead measured slower): while one
+// runs its epilogue, the other's wgmmas keep the tensor cores busy, and the producer is already loading ahead.
 // A consumer keeps one k-tile's wgmmas in flight and releases the stage before it (`empty[s]`, one arrival per
 // warp). Ring slot and phase follow from the k-tile's running index g in the block (slot g % STAGES, phase
 // (g / STAGES) & 1), which both sides compute; the consumer of the block's j-th tile starts at g = j * KT.
@@ -429,7 +450,8 @@ __device__ __forceinline__ void ge_mbar_arrive(u32 bar) {
 __device__ __forceinline__ void ge_mbar_wait(u32 bar, u32 parity) {
     u32 done;
     do {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
                      : "=r"(done)
                      : "r"(bar), "r"(parity)
                      : "memory");
@@ -437,31 +459,72 @@ __device__ __forceinline__ void ge_mbar_wait(u32 bar, u32 parity) {
 }
 // 2-D TMA load of the box at (c0 = column, c1 = row) into shared memory, completing `bytes` on the barrier.
 __device__ __forceinline__ void ge_tma_load(u32 dst, const GeTmaMap* map, int c0, int c1, u32 bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-            dst),
-        "l"(map), "r"(c0), "r"(c1), "r"(bar)
-        : "memory");
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"(map), "r"(c0), "r"(c1), "r"(bar)
+                 : "memory");
 }
 
-template <typename T, int BM, int BN, int STAGES, int ACT, bool COOP>
+// Finishes chunks first, first + step, ... of one staged 64 x BN block (rows m0.., columns n0..): bias, activation,
+// one 16-byte store per 8 columns. A rolled loop on purpose: unrolled over the accumulators, the erf form's epilogue
+// outgrew the instruction cache (ncu: half of all stall cycles waiting for instructions). Two chunks per step, so
+// that their activations interleave (one warp per scheduler runs this).
+template <typename T, int BN, int ACT>
+__device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int step, int m0, int n0,
+                                              const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
+    constexpr int CPR = BN / 8, LDS = BN + 8, CHUNKS = 64 * CPR;
+    const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store
+    auto finish = [&](int i) {
+        const int r = i / CPR, c = (i % CPR) * 8, row = m0 + r, col = n0 + c;
+        if (row >= m || col >= n) return;
+        const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
+        const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
+        const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+        T* d = C + ((size_t)row * n + col);
+        if (vec) {
+            const uint4 braw = *reinterpret_cast<const uint4*>(bias + col);
+            const T* bv = reinterpret_cast<const T*>(&braw);
+            u32 o[4];
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                o[e] = ge_pack2<T>(ge_act<ACT, T>(x[2 * e] + to_f(bv[2 * e])),
+                                   ge_act<ACT, T>(x[2 * e + 1] + to_f(bv[2 * e + 1])));
+            *reinterpret_cast<uint4*>(d) = make_uint4(o[0], o[1], o[2], o[3]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                if (col + e < n) d[e] = from_f<T>(ge_act<ACT, T>(x[e] + to_f(bias[col + e])));
+        }
+    };
+#pragma unroll 1
+    for (int i = first; i < CHUNKS; i += 2 * step) {
+        finish(i);
+        if (i + step < CHUNKS) finish(i + step);
+    }
+}
+
+template <typename T, int BM, int BN, int STAGES, int ACT>
 __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTmaMap& tb, const T* __restrict__ bias,
                                                   T* __restrict__ C, int m, int n, int k) {
-    constexpr int MI = BM / 64, TM = COOP ? 2 * BM : BM;  // TM: rows of the block's tile
-    constexpr u32 A_BYTES = TM * 128, STAGE = (TM + BN) * 128;
+    constexpr int MI = BM / 64;
+    constexpr u32 A_BYTES = BM * 128, STAGE = (BM + BN) * 128;
     static_assert(BM % 64 == 0 && MI * BN <= 384, "consumer tile: m64 blocks, at most 192 accumulators a thread");
+    // Named barriers: 1, 2 hand-over between the consumers; READY(c) = 3 + c (block staged), DONE(c) = 5 + c
+    // (block finished, staging free), over the consumer's EPI threads.
+    constexpr int EPI = 128;
     extern __shared__ __align__(1024) unsigned char ge_smem[];
     const u32 sbase = (ge_smem_addr(ge_smem) + 1023u) & ~1023u;
     // After the stages: each consumer's epilogue staging (64 rows of LDS floats, padded against bank conflicts),
     // then the barriers: full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
     constexpr int LDS = BN + 8;
+    float* const staging = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)) + STAGES * STAGE);
     const u32 bars = sbase + STAGES * STAGE + 2 * 64 * LDS * 4;
     const int tid = threadIdx.x, wg = tid >> 7;
-    const int tiles_n = (n + BN - 1) / BN, tiles = ((m + TM - 1) / TM) * tiles_n, KT = (k + 63) / 64;
+    const int tiles_n = (n + BN - 1) / BN, tiles = ((m + BM - 1) / BM) * tiles_n, KT = (k + 63) / 64;
     if (tid == 0) {
         for (int s = 0; s < STAGES; ++s) {
             ge_mbar_init(bars + 8 * s, 1);
-            ge_mbar_init(bars + 8 * (STAGES + s), COOP ? 8 : 4);
+            ge_mbar_init(bars + 8 * (STAGES + s), 4);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\nfence.proxy.async.shared::cta;\n" ::: "memory");
     }
@@ -472,7 +535,7 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         if (tid == 0) {
             int g = 0;
             for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-                const int m0 = (t / tiles_n) * TM, n0 = (t % tiles_n) * BN;
+                const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
                 for (int kt = 0; kt < KT; ++kt, ++g) {
                     const int s = g % STAGES;
                     ge_mbar_wait(bars + 8 * (STAGES + s), ((g / STAGES) & 1) ^ 1);
@@ -487,28 +550,27 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
     }
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-    const int cons = wg - 1, lane = tid & 31, wq = (tid >> 5) & 3;
-    float* stg = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)) + STAGES * STAGE) + cons * 64 * LDS;
+    const int cons = wg - 1, lane = tid & 31, wq = (tid >> 5) & 3, wt = tid & 127;
+    float* const stg = staging + cons * 64 * LDS;
     float acc[MI][BN / 2];
-    // Ping-pong: consumer c takes the block's tiles j = c, c + 2, ...; COOP: both take every tile, c its rows c BM...
-    constexpr int STEP = COOP ? 1 : 2;
-    int j = COOP ? 0 : cons;
-    for (int t = blockIdx.x + j * gridDim.x; t < tiles; t += STEP * gridDim.x, j += STEP) {
-        const int m0 = (t / tiles_n) * TM + (COOP ? cons * BM : 0), n0 = (t % tiles_n) * BN;
+    // Ping-pong: consumer c takes the block's tiles j = c, c + 2, ...
+    int j = cons;
+    for (int t = blockIdx.x + j * gridDim.x; t < tiles; t += 2 * gridDim.x, j += 2) {
+        const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
             for (int e = 0; e < BN / 2; ++e) acc[mi][e] = 0.0f;
         // A parity wait only tells the current phase from the one before it, so this tile's waits may start only
         // once every earlier k-tile has landed: the previous tile's consumer signals that (named barrier 1 + c).
-        if (!COOP && j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
+        if (j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
         int g = j * KT;
         for (int kt = 0; kt < KT; ++kt, ++g) {
             const int s = g % STAGES;
             ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
-            if (!COOP && kt == KT - 1 && t + gridDim.x < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
-            const u32 sA = sbase + s * STAGE + (COOP ? cons * BM * 128 : 0);
-            const unsigned long long db = ge_desc_sw128(sbase + s * STAGE + A_BYTES);
+            if (kt == KT - 1 && t + gridDim.x < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
+            const u32 sA = sbase + s * STAGE;
+            const unsigned long long db = ge_desc_sw128(sA + A_BYTES);
             const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
 #pragma unroll
             for (int mi = 0; mi < MI; ++mi) {
@@ -533,15 +595,9 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
 
         // Epilogue, one m64 block at a time: the f32 accumulators (warp wq holds rows 16 wq .. 16 wq + 15, in the
-        // m16n8 C-fragment order) go to this consumer's staging rows; then a rolled loop finishes 8 consecutive
-        // columns of a row per step (bias, activation, one 16-byte store). The rolled loop keeps the activation's
-        // code small: unrolled over the accumulators, the erf form's epilogue outgrew the instruction cache (ncu:
-        // half of all stall cycles waiting for instructions).
-        const int wt = tid & 127;
-        const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store
+        // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out.
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
-            if (mi > 0) asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cons) : "memory");  // last block's reads done
 #pragma unroll
             for (int nj = 0; nj < BN / 8; ++nj)
 #pragma unroll
@@ -550,43 +606,13 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
                     *reinterpret_cast<float2*>(&stg[r * LDS + c]) =
                         make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
                 }
-            asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cons) : "memory");
-            constexpr int CPR = BN / 8;
-            static_assert((64 * CPR) % 256 == 0, "two chunks per thread and step");
-            auto finish = [&](int i) {
-                const int r = i / CPR, c = (i % CPR) * 8, row = m0 + mi * 64 + r, col = n0 + c;
-                if (row >= m || col >= n) return;
-                const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
-                const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
-                const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-                T* d = C + ((size_t)row * n + col);
-                if (vec) {
-                    const uint4 braw = *reinterpret_cast<const uint4*>(bias + col);
-                    const T* bv = reinterpret_cast<const T*>(&braw);
-                    u32 o[4];
-#pragma unroll
-                    for (int e = 0; e < 4; ++e)
-                        o[e] = ge_pack2<T>(ge_act<ACT>(x[2 * e] + to_f(bv[2 * e])),
-                                           ge_act<ACT>(x[2 * e + 1] + to_f(bv[2 * e + 1])));
-                    *reinterpret_cast<uint4*>(d) = make_uint4(o[0], o[1], o[2], o[3]);
-                } else {
-#pragma unroll
-                    for (int e = 0; e < 8; ++e)
-                        if (col + e < n) d[e] = from_f<T>(ge_act<ACT>(x[e] + to_f(bias[col + e])));
-                }
-            };
-            // Two independent chunks per step: with one warp per scheduler here, their activations interleave.
-#pragma unroll 1
-            for (int i = wt; i < 64 * CPR; i += 256) {
-                finish(i);
-                finish(i + 128);
-            }
+            asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
+            ge_tma_finish<T, BN, ACT>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
+            asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
         }
-        // Before the next tile's first block overwrites the staging rows.
-        asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cons) : "memory");
     }
 }
-#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT, false>(ta, tb, bias, C, m, n, k);
+#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT>(ta, tb, bias, C, m, n, k);
 #else
 #define GE_BODY_TMA(T, ACT)
 #endif
