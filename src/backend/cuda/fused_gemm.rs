@@ -5,7 +5,7 @@
 //! that pair and 11.9 us for cuBLASLt's plain product (tools/gemm/README.md).
 //!
 //! The kernel needs f16/bf16, W stored [n, k] (transpose_b; W stored [k, n] is not supported), k a multiple of 8,
-//! 16-byte aligned x, W and output, compute capability 8.0 or newer, and m that fits its grid. On compute
+//! 16-byte aligned x, W, bias and output, compute capability 8.0 or newer, and m that fits its grid. On compute
 //! capability 9.0 the module is compiled for sm_90a and the TMA entry points run (persistent, warp-specialised,
 //! wgmma; the launcher encodes the two tensor maps per call); elsewhere the mma.sync ones.
 //! `CudaBackend::erf_gelu_linear` is the one place that picks between it and cuBLASLt + `bias_gelu_erf` (see
@@ -161,7 +161,8 @@ fn supported(spec: &GemmSpec, info: &DeviceInfo, p: &LinearPtrs) -> bool {
         && spec.k > 0
         && spec.k % 8 == 0
         && (p.x | p.w | p.out) % 16 == 0
-        && p.bias % spec.dtype.size() as u64 == 0
+        // The TMA form reads 8 bias values as one 16-byte load (pool buffers always are so aligned).
+        && p.bias % 16 == 0
         && spec.m.div_ceil(TILE_MMA.bm) <= 65535
         && [spec.m, spec.n, spec.k].iter().all(|&d| d <= (i32::MAX - 256) as usize)
 }
