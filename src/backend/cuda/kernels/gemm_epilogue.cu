@@ -46,6 +46,18 @@ __device__ __forceinline__ float ge_ex2(float x) {
     return y;
 }
 
+// x * Phi(x) from half_erfc(|x| / sqrt2) = t * 2^(P(t) - x^2 log2(e) / 2), t = 1 / (1 + |x| / (2 sqrt2)); P's N
+// coefficients, highest degree first, carry log2(e) and ln(1/2) (see ge_gelu_erf).
+template <int N> __device__ __forceinline__ float ge_gelu_erfc_fit(float x, const float (&c)[N]) {
+    const float z = fabsf(x) * 0.70710678118654752f;
+    const float t = __fdividef(1.0f, fmaf(0.5f, z, 1.0f));
+    float p = c[0];
+#pragma unroll
+    for (int i = 1; i < N; ++i) p = fmaf(p, t, c[i]);
+    const float half_erfc = t * ge_ex2(fmaf(x * x, -0.72134752044448170f, p));
+    return x * (x >= 0.0f ? 1.0f - half_erfc : half_erfc);
+}
+
 // x * Phi(x) = x * erfc(-x / sqrt2) / 2, with erfc from Numerical Recipes' Chebyshev fit (erfcc: relative error
 // below 1.2e-7 for every z >= 0): erfc(z) = t * exp(-z^2 + P(t)), t = 1 / (1 + z/2). Here z = |x| / sqrt2, the
 // coefficients carry log2(e) and ln(1/2) so that one ex2 gives erfc(z) / 2. For x >= 0, Phi = 1 - erfc/2 (in
@@ -53,20 +65,9 @@ __device__ __forceinline__ float ge_ex2(float x) {
 // (no 1 + erf(z) with erf(z) near -1). Relative error over [-12, 6] in f32: 6.3e-6 (the exponent's rounding at
 // x = -12), far below f16/bf16 precision; no branch, two MUFU operations (rcp, ex2) and 12 FMA-class ones.
 __device__ __forceinline__ float ge_gelu_erf(float x) {
-    const float z = fabsf(x) * 0.70710678118654752f;
-    const float t = __fdividef(1.0f, fmaf(0.5f, z, 1.0f));
-    float p = 2.465172979e-01f;
-    p = fmaf(p, t, -1.186114945e+00f);
-    p = fmaf(p, t, 2.147474464e+00f);
-    p = fmaf(p, t, -1.637753152e+00f);
-    p = fmaf(p, t, 4.023215817e-01f);
-    p = fmaf(p, t, -2.687568603e-01f);
-    p = fmaf(p, t, 1.396300565e-01f);
-    p = fmaf(p, t, 5.397006155e-01f);
-    p = fmaf(p, t, 1.442729204e+00f);
-    p = fmaf(p, t, -2.825748218e+00f);
-    const float half_erfc = t * ge_ex2(fmaf(x * x, -0.72134752044448170f, p));
-    return x * (x >= 0.0f ? 1.0f - half_erfc : half_erfc);
+    const float c[10] = {2.465172979e-01f, -1.186114945e+00f, 2.147474464e+00f, -1.637753152e+00f, 4.023215817e-01f,
+                         -2.687568603e-01f, 1.396300565e-01f,  5.397006155e-01f, 1.442729204e+00f,  -2.825748218e+00f};
+    return ge_gelu_erfc_fit(x, c);
 }
 
 // For bf16 outputs, a degree-5 fit of the same form (minimax on z in [0, 9]): erfc relative error 7.7e-6, GELU
@@ -74,16 +75,9 @@ __device__ __forceinline__ float ge_gelu_erf(float x) {
 // fewer, 5 % of the fused kernel's time. f16 (half ulp 4.9e-4) keeps the degree-9 fit: measured, the degree-5 one
 // moved some f16 results by a further 0.3 ulp.
 __device__ __forceinline__ float ge_gelu_erf_bf16(float x) {
-    const float z = fabsf(x) * 0.70710678118654752f;
-    const float t = __fdividef(1.0f, fmaf(0.5f, z, 1.0f));
-    float p = 3.300627847e-01f;
-    p = fmaf(p, t, -1.023104544e+00f);
-    p = fmaf(p, t, 6.844925766e-01f);
-    p = fmaf(p, t, 3.671206311e-01f);
-    p = fmaf(p, t, 1.468671722e+00f);
-    p = fmaf(p, t, -2.827232184e+00f);
-    const float half_erfc = t * ge_ex2(fmaf(x * x, -0.72134752044448170f, p));
-    return x * (x >= 0.0f ? 1.0f - half_erfc : half_erfc);
+    const float c[6] = {3.300627847e-01f, -1.023104544e+00f, 6.844925766e-01f,
+                        3.671206311e-01f, 1.468671722e+00f,  -2.827232184e+00f};
+    return ge_gelu_erfc_fit(x, c);
 }
 
 // T: the output type (the erf form's fit depends on it).
