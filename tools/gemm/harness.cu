@@ -117,8 +117,7 @@ template <typename T> static GeTmaMap tma_map(const void* p, int rows, int k, in
 
 template <typename T, int BM, int BN, int ST, int ACT> static LaunchFn make_tma() {
     auto f = hk_tma<T, BM, BN, ST, ACT>;
-    constexpr int TM = BM;
-    const int smem = ST * (TM + BN) * 128 + 2 * 64 * (BN + 8) * 4 + 1024 + 2 * ST * 8;
+    const int smem = ST * (BM + BN) * 128 + 2 * 64 * (BN + 8) * 4 + 1024 + 2 * ST * 8;
     CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     cudaFuncAttributes at;
     CK(cudaFuncGetAttributes(&at, f));
@@ -128,8 +127,8 @@ template <typename T, int BM, int BN, int ST, int ACT> static LaunchFn make_tma(
                 (int)at.localSizeBytes, smem);
     return [f, smem, sms](const void* a, const void* b, const void* bias, void* c, int m, int n, int k,
                           cudaStream_t s) {
-        const GeTmaMap ta = tma_map<T>(a, m, k, TM), tb = tma_map<T>(b, n, k, BN);
-        const int tiles = ((m + TM - 1) / TM) * ((n + BN - 1) / BN);
+        const GeTmaMap ta = tma_map<T>(a, m, k, BM), tb = tma_map<T>(b, n, k, BN);
+        const int tiles = ((m + BM - 1) / BM) * ((n + BN - 1) / BN);
         f<<<std::min(tiles, sms), 384, smem, s>>>(ta, tb, (const T*)bias, (T*)c, m, n, k);
     };
 }
