@@ -342,6 +342,31 @@ struct Lt {
         cublasLtMatmulDescDestroy(op);
         return best_ms * 1e3f;
     }
+    // One launch of each of the heuristic's algorithms for the plain product (for ncu: `--profile-lt`).
+    template <typename T> void once_each(Problem<T>& p) {
+        const cudaDataType_t dt = std::is_same<T, __half>::value ? CUDA_R_16F : CUDA_R_16BF;
+        cublasLtMatmulDesc_t op;
+        LK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        LK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+        LK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+        cublasLtMatrixLayout_t la, lb, lc;
+        LK(cublasLtMatrixLayoutCreate(&la, dt, p.k, p.n, p.k));
+        LK(cublasLtMatrixLayoutCreate(&lb, dt, p.k, p.m, p.k));
+        LK(cublasLtMatrixLayoutCreate(&lc, dt, p.n, p.m, p.n));
+        cublasLtMatmulPreference_t pref;
+        LK(cublasLtMatmulPreferenceCreate(&pref));
+        LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size,
+                                                sizeof ws_size));
+        cublasLtMatmulHeuristicResult_t res[4];
+        int nres = 0;
+        LK(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, lc, pref, 4, res, &nres));
+        const float alpha = 1.0f, beta = 0.0f;
+        for (int i = 0; i < nres; ++i)
+            LK(cublasLtMatmul(h, op, &alpha, p.db, la, p.da, lb, &beta, p.dc, lc, p.dc, lc, &res[i].algo, ws,
+                              ws_size, 0));
+        CK(cudaDeviceSynchronize());
+    }
     // The current mlx-native path: plain product, then elementwise.cu's in-place bias_gelu_erf (linear.rs geometry).
     template <typename T> float current_path(Problem<T>& p) {
         float prod = best<T>(p, CUBLASLT_EPILOGUE_DEFAULT, "plain (for current path)", false);
@@ -459,6 +484,19 @@ int main(int argc, char** argv) {
         CK(cudaDeviceSynchronize());
         return 0;
     }
+#ifndef GE_NO_CUBLASLT
+    if (argc > 1 && std::string(argv[1]) == "--profile-lt") {
+        // The heuristic's first 4 cuBLASLt algorithms once each, then the launcher's TMA variants (for ncu).
+        Problem<__nv_bfloat16> p(4096, 1536, 384, 5);
+        Lt lt;
+        lt.once_each(p);
+        for (auto& v : variants<__nv_bfloat16>(true))
+            if (v.name[0] == 'L' && v.name.find("tma") != std::string::npos)
+                v.fn(p.da, p.db, p.dbias, p.dc, 4096, 1536, 384, 0);
+        CK(cudaDeviceSynchronize());
+        return 0;
+    }
+#endif
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
