@@ -12,6 +12,16 @@ pub fn run() -> Result<()> {
         rayon::current_num_threads(),
         simd_level()
     );
+    println!(
+        "CPU f32 products: {}",
+        if mlx_native::backend::cpu::amx_enabled() {
+            "AMX tiles (experimental, MLX_NATIVE_AMX=1), operands split into three bf16 parts (f32-accurate)"
+        } else if mlx_native::backend::cpu::amx_present() {
+            "FMA kernels (this CPU has AMX bf16; the experimental AMX products are off, MLX_NATIVE_AMX=1 turns them on)"
+        } else {
+            "FMA kernels"
+        }
+    );
     for line in super::gpu::gpu_lines() {
         println!("{line}");
     }

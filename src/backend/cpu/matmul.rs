@@ -1,4 +1,4 @@
-//! Batched matrix products through the `gemm` crate. Operands are read through strides, so transposed sides
+//! Batched matrix products: on Intel AMX where available (amx/), else through the `gemm` crate. Operands are read through strides, so transposed sides
 //! cost no copy; broadcast batch dimensions are strides of zero matrices.
 
 use gemm::Parallelism;
@@ -64,6 +64,9 @@ pub(crate) fn gemm_f32(
     }
     if am.last(m, k) >= a.len() || bm.last(k, n) >= b.len() {
         return Err(Error::Graph(format!("matmul operands too short for [{m}, {k}] x [{k}, {n}]")));
+    }
+    if super::amx::try_gemm(dims, a, am, b, bm, out, parallel, accumulate) {
+        return Ok(());
     }
     let par = if parallel && m * n * k > 32 * 32 * 32 {
         Parallelism::Rayon(rayon::current_num_threads())

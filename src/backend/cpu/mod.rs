@@ -5,6 +5,7 @@
 //! than the descriptor they are used with (the memory planner reuses them): kernels touch only the first
 //! `numel` elements.
 
+mod amx;
 mod attention;
 mod buffer;
 mod elementwise;
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Op, TensorDesc};
 use crate::tensor::{HostVec, Tensor};
 
+pub use amx::{enabled as amx_enabled, present as amx_present};
 pub use math::{gelu_erf, gelu_tanh};
 
 /// A buffer in host memory: an owned vector, or a shared tensor (inputs and weights are not copied).

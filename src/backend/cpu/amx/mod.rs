@@ -1,0 +1,59 @@
+//! f32 matrix products on Intel AMX: each operand split into three bf16 parts (pack.rs), six of the nine part
+//! products summed in f32 by `tdpbf16ps` (micro.rs), so the result keeps f32 accuracy while the tile unit does 16
+//! times the multiply-adds per cycle of AVX-512 FMA. `matmul::gemm_f32` offers every product here first; the FMA
+//! kernels (the `gemm` crate) run whatever [`try_gemm`] declines.
+//!
+//! Experimental and off by default (`MLX_NATIVE_AMX=1` turns it on): on the one AMX machine measured (a shared
+//! Xeon VM) the products are f32-accurate but the MiniLM forward was 1.2-1.4x slower than with the FMA kernels.
+//! The tile unit alone would be 3-4x faster; the tile loads (16 KiB from L2 per 24 products) and the operand
+//! packing are what is left to tune (BENCHMARKS.md, session 5).
+
+mod detect;
+mod gemm;
+mod micro;
+mod pack;
+
+use super::matmul::Mat;
+
+/// Products smaller than this many multiply-adds stay on the FMA kernels: packing and tile setup would cost more
+/// than the tile unit saves.
+const MIN_WORK: usize = 1 << 20;
+
+/// Whether this process runs large f32 products on AMX (the CPU has it, `MLX_NATIVE_AMX=1`, Linux granted it).
+pub fn enabled() -> bool {
+    detect::available()
+}
+
+/// Whether the CPU has AMX-BF16 (whether or not it is used).
+pub fn present() -> bool {
+    detect::present()
+}
+
+/// Runs out[m×n] = a·b (or += when `accumulate`) on the tile unit when this machine has one and the product is
+/// large enough; returns false (nothing written) otherwise. The views and lengths were checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn try_gemm(
+    dims: [usize; 3],
+    a: &[f32],
+    am: Mat,
+    b: &[f32],
+    bm: Mat,
+    out: &mut [f32],
+    parallel: bool,
+    accumulate: bool,
+) -> bool {
+    let [m, k, n] = dims;
+    if m < 16 || n < 16 || k < 16 || m * n * k < MIN_WORK {
+        return false;
+    }
+    if !detect::available() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(amx) = micro::Amx::new() {
+        gemm::gemm(&amx, dims, a, am, b, bm, out, parallel, accumulate);
+        return true;
+    }
+    let _ = (a, am, b, bm, out, parallel, accumulate);
+    false
+}
