@@ -24,6 +24,25 @@ struct __align__(64) GeTmaMap {
     unsigned long long v[16];
 };
 
+// Options of the TMA form (gemm_tma_bias_act's OPT bits) and its shared memory (the host side needs it too).
+// OPT bits: GE_TMA_SHARED_STG: one epilogue staging buffer for both consumers (their epilogues take turns, in tile
+// order), which leaves room for more stages; GE_TMA_COOP_LAST: the block's last tile is finished by both consumers,
+// staged whole in the (then idle) stage ring, so that its exposed epilogue has 8 warps instead of 4; GE_TMA_EPI4: the
+// bias is added to the accumulators before staging and the staged rows are read back 4 columns (one conflict-free
+// 16-byte load) at a time, stored 8 bytes at a time: less shared-memory traffic, which the wgmmas also need.
+#define GE_TMA_SHARED_STG 1
+#define GE_TMA_COOP_LAST 2
+#define GE_TMA_EPI4 4
+// Dynamic shared memory of a configuration: stages, staging, 1 KiB alignment, barriers.
+// Staging rows are padded by 8 floats (the fragment stores hit distinct banks), or by 4 where 8 would not fit.
+template <int BM, int BN, int STAGES, int OPT> struct GeTmaSmem {
+    static const int COPIES = (OPT & GE_TMA_SHARED_STG) ? 1 : 2;
+    static const int FIXED = STAGES * (BM + BN) * 128 + 1024 + 2 * STAGES * 8;
+    static const int LDS = FIXED + COPIES * 64 * (BN + 8) * 4 <= 232448 ? BN + 8 : BN + 4;
+    static const int STAGING = COPIES * 64 * LDS * 4;
+    static const int BYTES = FIXED + STAGING;
+};
+
 // Everything but the entry points needs sm_80 (cp.async, bf16 mma); older GPUs get empty entry points, which the
 // launcher never calls (it requires compute capability 8.0).
 
@@ -463,10 +482,10 @@ __device__ __forceinline__ void ge_tma_load(u32 dst, const GeTmaMap* map, int c0
 // one 16-byte store per 8 columns. A rolled loop on purpose: unrolled over the accumulators, the erf form's epilogue
 // outgrew the instruction cache (ncu: half of all stall cycles waiting for instructions). Two chunks per step, so
 // that their activations interleave (one warp per scheduler runs this).
-template <typename T, int BN, int ACT>
+template <typename T, int BN, int ACT, int ROWS = 64, int LDS = BN + 8>
 __device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int step, int m0, int n0,
                                               const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
-    constexpr int CPR = BN / 8, LDS = BN + 8, CHUNKS = 64 * CPR;
+    constexpr int CPR = BN / 8, CHUNKS = ROWS * CPR;
     const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store
     auto finish = [&](int i) {
         const int r = i / CPR, c = (i % CPR) * 8, row = m0 + r, col = n0 + c;
@@ -497,22 +516,67 @@ __device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int s
     }
 }
 
-template <typename T, int BM, int BN, int STAGES, int ACT>
+// ge_tma_finish for staged rows that already include the bias (GE_TMA_EPI4): 4 columns per chunk, one 16-byte
+// shared load (consecutive lanes, consecutive chunks: no bank conflicts) and one 8-byte store; four chunks per step.
+template <typename T, int BN, int ACT, int ROWS, int LDS>
+__device__ __forceinline__ void ge_tma_finish4(const float* stg, int first, int step, int m0, int n0,
+                                               T* __restrict__ C, int m, int n) {
+    constexpr int CPR = BN / 4, CHUNKS = ROWS * CPR;
+    const bool vec = (n & 3) == 0;  // then every 4-column chunk inside n is one aligned 8-byte store
+    auto finish = [&](int i) {
+        const int r = i / CPR, c = (i % CPR) * 4, row = m0 + r, col = n0 + c;
+        if (row >= m || col >= n) return;
+        const float4 x = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
+        T* d = C + ((size_t)row * n + col);
+        if (vec) {
+            *reinterpret_cast<uint2*>(d) = make_uint2(ge_pack2<T>(ge_act<ACT, T>(x.x), ge_act<ACT, T>(x.y)),
+                                                      ge_pack2<T>(ge_act<ACT, T>(x.z), ge_act<ACT, T>(x.w)));
+        } else {
+            const float xs[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (col + e < n) d[e] = from_f<T>(ge_act<ACT, T>(xs[e]));
+        }
+    };
+#pragma unroll 1
+    for (int i = first; i < CHUNKS; i += 4 * step) {
+        finish(i);
+        if (i + step < CHUNKS) finish(i + step);
+        if (i + 2 * step < CHUNKS) finish(i + 2 * step);
+        if (i + 3 * step < CHUNKS) finish(i + 3 * step);
+    }
+}
+
+template <typename T> __device__ __forceinline__ float2 ge_unpack2(u32 v);
+template <> __device__ __forceinline__ float2 ge_unpack2<__nv_bfloat16>(u32 v) {
+    return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&v));
+}
+template <> __device__ __forceinline__ float2 ge_unpack2<__half>(u32 v) {
+    return __half22float2(*reinterpret_cast<__half2*>(&v));
+}
+
+template <typename T, int BM, int BN, int STAGES, int ACT, int OPT = 0>
 __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTmaMap& tb, const T* __restrict__ bias,
                                                   T* __restrict__ C, int m, int n, int k) {
     constexpr int MI = BM / 64;
     constexpr u32 A_BYTES = BM * 128, STAGE = (BM + BN) * 128;
+    constexpr bool SHARED = (OPT & GE_TMA_SHARED_STG) != 0, COOP = (OPT & GE_TMA_COOP_LAST) != 0;
+    constexpr bool EPI4 = (OPT & GE_TMA_EPI4) != 0;
     static_assert(BM % 64 == 0 && MI * BN <= 384, "consumer tile: m64 blocks, at most 192 accumulators a thread");
+    static_assert(!COOP || BM * (BN + 8) * 4 <= STAGES * STAGE, "the last tile is staged whole in the stage ring");
     // Named barriers: 1, 2 hand-over between the consumers; READY(c) = 3 + c (block staged), DONE(c) = 5 + c
-    // (block finished, staging free), over the consumer's EPI threads.
+    // (block finished, staging free), over the consumer's EPI threads; with SHARED, 7 + c: the other consumer's
+    // epilogue is done with the staging (256); with COOP, 9: the helper is done with its own tiles, 10: the last
+    // tile is staged (256 each).
     constexpr int EPI = 128;
     extern __shared__ __align__(1024) unsigned char ge_smem[];
     const u32 sbase = (ge_smem_addr(ge_smem) + 1023u) & ~1023u;
-    // After the stages: each consumer's epilogue staging (64 rows of LDS floats, padded against bank conflicts),
-    // then the barriers: full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
-    constexpr int LDS = BN + 8;
-    float* const staging = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)) + STAGES * STAGE);
-    const u32 bars = sbase + STAGES * STAGE + 2 * 64 * LDS * 4;
+    // After the stages: the epilogue staging (64 rows of LDS floats, padded against bank conflicts; one per consumer,
+    // or one shared), then the barriers: full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
+    constexpr int LDS = GeTmaSmem<BM, BN, STAGES, OPT>::LDS;
+    float* const ring = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)));
+    float* const staging = ring + STAGES * STAGE / 4;
+    const u32 bars = sbase + STAGES * STAGE + GeTmaSmem<BM, BN, STAGES, OPT>::STAGING;
     const int tid = threadIdx.x, wg = tid >> 7;
     const int tiles_n = (n + BN - 1) / BN, tiles = ((m + BM - 1) / BM) * tiles_n, KT = (k + 63) / 64;
     if (tid == 0) {
@@ -545,11 +609,13 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int cons = wg - 1, lane = tid & 31, wq = (tid >> 5) & 3, wt = tid & 127;
-    float* const stg = staging + cons * 64 * LDS;
+    float* const stg = SHARED ? staging : staging + cons * 64 * LDS;
+    // The block's tiles are blockIdx.x + j gridDim.x, j < nb (the grid is at most `tiles` blocks); the last is jl.
+    const int nb = (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x, jl = nb - 1;
     float acc[MI][BN / 2];
     // Ping-pong: consumer c takes the block's tiles j = c, c + 2, ...
     int j = cons;
-    for (int t = blockIdx.x + j * gridDim.x; t < tiles; t += 2 * gridDim.x, j += 2) {
+    for (int t = blockIdx.x + j * gridDim.x; j < nb; t += 2 * gridDim.x, j += 2) {
         const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi)
@@ -562,7 +628,7 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         for (int kt = 0; kt < KT; ++kt, ++g) {
             const int s = g % STAGES;
             ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
-            if (kt == KT - 1 && t + gridDim.x < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
+            if (kt == KT - 1 && j < jl) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
             const u32 sA = sbase + s * STAGE;
             const unsigned long long db = ge_desc_sw128(sA + A_BYTES);
             const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
@@ -587,9 +653,53 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
             for (int e = 0; e < BN / 2; ++e) asm volatile("" : "+f"(acc[mi][e])::"memory");
         __syncwarp();
         if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
+        if (EPI4) {
+            // This thread's columns are nj * 8 + 2 (lane & 3) + {0, 1} in every m64 block and row half.
+#pragma unroll
+            for (int nj = 0; nj < BN / 8; ++nj) {
+                const int col = n0 + nj * 8 + 2 * (lane & 3);
+                float2 bb;
+                if (col + 1 < n) {
+                    bb = ge_unpack2<T>(*reinterpret_cast<const u32*>(bias + col));  // col even, bias 16-B aligned
+                } else {
+                    bb = make_float2(col < n ? to_f(bias[col]) : 0.0f, 0.0f);
+                }
+#pragma unroll
+                for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        acc[mi][nj * 4 + 2 * h] += bb.x;
+                        acc[mi][nj * 4 + 2 * h + 1] += bb.y;
+                    }
+            }
+        }
+
+        if (COOP && j == jl) {
+            // The block's last tile: every stage has been consumed and no load follows, so the ring takes all MI
+            // m64 blocks once the other consumer is done with its tiles (its last MMAs may still read a stage).
+            asm volatile("bar.sync 9, 256;\n" ::: "memory");
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                for (int nj = 0; nj < BN / 8; ++nj)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int r = mi * 64 + wq * 16 + (lane >> 2) + h * 8, c = nj * 8 + 2 * (lane & 3);
+                        *reinterpret_cast<float2*>(&ring[r * LDS + c]) =
+                            make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
+                    }
+            asm volatile("bar.sync 10, 256;\n" ::: "memory");
+            if (EPI4)
+                ge_tma_finish4<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, C, m, n);
+            else
+                ge_tma_finish<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
+            break;
+        }
 
         // Epilogue, one m64 block at a time: the f32 accumulators (warp wq holds rows 16 wq .. 16 wq + 15, in the
-        // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out.
+        // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out. A shared
+        // staging buffer is handed over in tile order (the tile before this one was the other consumer's).
+        if (SHARED && j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(7 + cons) : "memory");
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
@@ -601,12 +711,27 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
                         make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
                 }
             asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
-            ge_tma_finish<T, BN, ACT>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
+            if (EPI4)
+                ge_tma_finish4<T, BN, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, C, m, n);
+            else
+                ge_tma_finish<T, BN, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
             asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
         }
+        if (SHARED && j + 1 < nb && !(COOP && j + 1 == jl))
+            asm volatile("bar.arrive %0, 256;\n" ::"r"(8 - cons) : "memory");
+    }
+    // The consumer that does not own the last tile helps finish it (its rows after the owner's staging).
+    if (COOP && (jl & 1) != cons) {
+        asm volatile("bar.arrive 9, 256;\n" ::: "memory");
+        asm volatile("bar.sync 10, 256;\n" ::: "memory");
+        const int t = blockIdx.x + jl * gridDim.x, m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
+        if (EPI4)
+            ge_tma_finish4<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, C, m, n);
+        else
+            ge_tma_finish<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
     }
 }
-#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT>(ta, tb, bias, C, m, n, k);
+#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT, GE_TMA_OPT>(ta, tb, bias, C, m, n, k);
 #else
 #define GE_BODY_TMA(T, ACT)
 #endif
@@ -633,6 +758,7 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
 // epilogue staging, 1 KiB alignment, barriers (221 KiB); 384 threads (producer + two consumers), one block per SM,
 // persistent grid. Fastest of the configurations measured for [4096, 384, 1536] (tools/gemm/README.md).
 #define GE_TMA 128, 192, 3
+#define GE_TMA_OPT 0
 #define GE_ENTRY_TMA(SUF, T, ACTNAME, ACT)                                                                     \
     extern "C" __global__ void __launch_bounds__(384, 1)                                                       \
         gemm_bias_##ACTNAME##_##SUF##_tma(const __grid_constant__ GeTmaMap ta, const __grid_constant__ GeTmaMap tb, \
