@@ -29,10 +29,14 @@ struct __align__(64) GeTmaMap {
 // order), which leaves room for more stages; GE_TMA_COOP_LAST: the block's last tile is finished by both consumers,
 // staged whole in the (then idle) stage ring, so that its exposed epilogue has 8 warps instead of 4; GE_TMA_EPI4: the
 // bias is added to the accumulators before staging and the staged rows are read back 4 columns (one conflict-free
-// 16-byte load) at a time, stored 8 bytes at a time: less shared-memory traffic, which the wgmmas also need.
+// 16-byte load) at a time, stored 8 bytes at a time: less shared-memory traffic, which the wgmmas also need;
+// GE_TMA_ILP16: each epilogue step loads two 8-column chunks, then evaluates their 16 activations with no branch in
+// between (the bounds checks come after), so that the evaluations interleave; GE_TMA_ILP32: four chunks a step.
 #define GE_TMA_SHARED_STG 1
 #define GE_TMA_COOP_LAST 2
 #define GE_TMA_EPI4 4
+#define GE_TMA_ILP16 8
+#define GE_TMA_ILP32 16
 // Dynamic shared memory of a configuration: stages, staging, 1 KiB alignment, barriers.
 // Staging rows are padded by 8 floats (the fragment stores hit distinct banks), or by 4 where 8 would not fit.
 template <int BM, int BN, int STAGES, int OPT> struct GeTmaSmem {
@@ -521,29 +525,88 @@ __device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int s
 template <typename T, int BN, int ACT, int ROWS, int LDS>
 __device__ __forceinline__ void ge_tma_finish4(const float* stg, int first, int step, int m0, int n0,
                                                T* __restrict__ C, int m, int n) {
-    constexpr int CPR = BN / 4, CHUNKS = ROWS * CPR;
+    constexpr int CPR = BN / 4, CHUNKS = ROWS * CPR, Q = 4;
     const bool vec = (n & 3) == 0;  // then every 4-column chunk inside n is one aligned 8-byte store
-    auto finish = [&](int i) {
-        const int r = i / CPR, c = (i % CPR) * 4, row = m0 + r, col = n0 + c;
-        if (row >= m || col >= n) return;
-        const float4 x = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
-        T* d = C + ((size_t)row * n + col);
-        if (vec) {
-            *reinterpret_cast<uint2*>(d) = make_uint2(ge_pack2<T>(ge_act<ACT, T>(x.x), ge_act<ACT, T>(x.y)),
-                                                      ge_pack2<T>(ge_act<ACT, T>(x.z), ge_act<ACT, T>(x.w)));
-        } else {
-            const float xs[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                if (col + e < n) d[e] = from_f<T>(ge_act<ACT, T>(xs[e]));
-        }
-    };
 #pragma unroll 1
-    for (int i = first; i < CHUNKS; i += 4 * step) {
-        finish(i);
-        if (i + step < CHUNKS) finish(i + step);
-        if (i + 2 * step < CHUNKS) finish(i + 2 * step);
-        if (i + 3 * step < CHUNKS) finish(i + 3 * step);
+    for (int i = first; i < CHUNKS; i += Q * step) {
+        // Loads and activations first, for all Q chunks (an index past the end reads the last chunk, not stored),
+        // with no branch in between, so that the Q x 4 evaluations interleave.
+        float y[Q][4];
+#pragma unroll
+        for (int q = 0; q < Q; ++q) {
+            const int ic = min(i + q * step, CHUNKS - 1), r = ic / CPR, c = (ic % CPR) * 4;
+            const float4 x = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
+            y[q][0] = ge_act<ACT, T>(x.x);
+            y[q][1] = ge_act<ACT, T>(x.y);
+            y[q][2] = ge_act<ACT, T>(x.z);
+            y[q][3] = ge_act<ACT, T>(x.w);
+        }
+#pragma unroll
+        for (int q = 0; q < Q; ++q) {
+            const int ic = i + q * step, r = ic / CPR, c = (ic % CPR) * 4, row = m0 + r, col = n0 + c;
+            if (ic >= CHUNKS || row >= m || col >= n) continue;
+            T* d = C + ((size_t)row * n + col);
+            if (vec) {
+                *reinterpret_cast<uint2*>(d) =
+                    make_uint2(ge_pack2<T>(y[q][0], y[q][1]), ge_pack2<T>(y[q][2], y[q][3]));
+            } else {
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    if (col + e < n) d[e] = from_f<T>(y[q][e]);
+            }
+        }
+    }
+}
+
+// ge_tma_finish with GE_TMA_ILP16: two 8-column chunks per step, loaded (bias included) and evaluated before any
+// bounds branch.
+template <typename T, int BN, int ACT, int ROWS, int LDS, int Q>
+__device__ __forceinline__ void ge_tma_finish16(const float* stg, int first, int step, int m0, int n0,
+                                                const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
+    constexpr int CPR = BN / 8, CHUNKS = ROWS * CPR;
+    const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store (and n >= 8)
+#pragma unroll 1
+    for (int i = first; i < CHUNKS; i += Q * step) {
+        float y[Q][8];
+#pragma unroll
+        for (int q = 0; q < Q; ++q) {
+            const int ic = min(i + q * step, CHUNKS - 1), r = ic / CPR, c = (ic % CPR) * 8, col = n0 + c;
+            const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
+            const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
+            float b[8];
+            if (vec) {
+                // A chunk past n (not stored) reads the last 8 bias values instead.
+                const uint4 braw = *reinterpret_cast<const uint4*>(bias + min(col, n - 8));
+                const T* bv = reinterpret_cast<const T*>(&braw);
+#pragma unroll
+                for (int e = 0; e < 8; ++e) b[e] = to_f(bv[e]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; ++e) b[e] = col + e < n ? to_f(bias[col + e]) : 0.0f;
+            }
+            y[q][0] = ge_act<ACT, T>(x0.x + b[0]);
+            y[q][1] = ge_act<ACT, T>(x0.y + b[1]);
+            y[q][2] = ge_act<ACT, T>(x0.z + b[2]);
+            y[q][3] = ge_act<ACT, T>(x0.w + b[3]);
+            y[q][4] = ge_act<ACT, T>(x1.x + b[4]);
+            y[q][5] = ge_act<ACT, T>(x1.y + b[5]);
+            y[q][6] = ge_act<ACT, T>(x1.z + b[6]);
+            y[q][7] = ge_act<ACT, T>(x1.w + b[7]);
+        }
+#pragma unroll
+        for (int q = 0; q < Q; ++q) {
+            const int ic = i + q * step, r = ic / CPR, c = (ic % CPR) * 8, row = m0 + r, col = n0 + c;
+            if (ic >= CHUNKS || row >= m || col >= n) continue;
+            T* d = C + ((size_t)row * n + col);
+            if (vec) {
+                *reinterpret_cast<uint4*>(d) = make_uint4(ge_pack2<T>(y[q][0], y[q][1]), ge_pack2<T>(y[q][2], y[q][3]),
+                                                          ge_pack2<T>(y[q][4], y[q][5]), ge_pack2<T>(y[q][6], y[q][7]));
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; ++e)
+                    if (col + e < n) d[e] = from_f<T>(y[q][e]);
+            }
+        }
     }
 }
 
@@ -561,7 +624,8 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
     constexpr int MI = BM / 64;
     constexpr u32 A_BYTES = BM * 128, STAGE = (BM + BN) * 128;
     constexpr bool SHARED = (OPT & GE_TMA_SHARED_STG) != 0, COOP = (OPT & GE_TMA_COOP_LAST) != 0;
-    constexpr bool EPI4 = (OPT & GE_TMA_EPI4) != 0;
+    constexpr bool EPI4 = (OPT & GE_TMA_EPI4) != 0, ILP16 = (OPT & (GE_TMA_ILP16 | GE_TMA_ILP32)) != 0;
+    constexpr int FQ = (OPT & GE_TMA_ILP32) ? 4 : 2;
     static_assert(BM % 64 == 0 && MI * BN <= 384, "consumer tile: m64 blocks, at most 192 accumulators a thread");
     static_assert(!COOP || BM * (BN + 8) * 4 <= STAGES * STAGE, "the last tile is staged whole in the stage ring");
     // Named barriers: 1, 2 hand-over between the consumers; READY(c) = 3 + c (block staged), DONE(c) = 5 + c
@@ -691,6 +755,8 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
             asm volatile("bar.sync 10, 256;\n" ::: "memory");
             if (EPI4)
                 ge_tma_finish4<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, C, m, n);
+            else if (ILP16)
+                ge_tma_finish16<T, BN, ACT, BM, LDS, FQ>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
             else
                 ge_tma_finish<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
             break;
@@ -713,6 +779,8 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
             asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
             if (EPI4)
                 ge_tma_finish4<T, BN, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, C, m, n);
+            else if (ILP16)
+                ge_tma_finish16<T, BN, ACT, 64, LDS, FQ>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
             else
                 ge_tma_finish<T, BN, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
             asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
@@ -727,6 +795,8 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         const int t = blockIdx.x + jl * gridDim.x, m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
         if (EPI4)
             ge_tma_finish4<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, C, m, n);
+        else if (ILP16)
+            ge_tma_finish16<T, BN, ACT, BM, LDS, FQ>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
         else
             ge_tma_finish<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
     }
