@@ -398,17 +398,14 @@ template <typename T> static std::vector<Variant> variants_all(bool all) {
     v.push_back({"L-tma128x192s3", GE_GELU_TANH, make_tma<T, 128, 192, 3, GE_GELU_TANH, GE_TMA_OPT>(), true});
     // 4: bias in the accumulators, 4-column conflict-free epilogue reads; 8: 16 activations per step, no branch
     // between them.
-    v.push_back({"tma128x192s3o8", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 8>(), true});
-    v.push_back({"tma128x192s3o8", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 8>(), true});
-    v.push_back({"tma128x192s3o8", GE_GELU_TANH, make_tma<T, 128, 192, 3, GE_GELU_TANH, 8>(), true});
+    // 32: the last tile of each block as two column halves (one per consumer); 16: four 8-column chunks a step.
+    v.push_back({"tma128x192s3o32", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 32>(), true});
+    v.push_back({"tma128x192s3o32", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 32>(), true});
+    v.push_back({"tma128x192s3o32", GE_GELU_TANH, make_tma<T, 128, 192, 3, GE_GELU_TANH, 32>(), true});
+    v.push_back({"tma128x192s3o48", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 48>(), true});
+    v.push_back({"tma128x192s3o48", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 48>(), true});
     v.push_back({"tma128x192s3o16", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 16>(), true});
     v.push_back({"tma128x192s3o16", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 16>(), true});
-    v.push_back({"tma128x192s3o4", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 4>(), true});
-    v.push_back({"tma128x192s3o4", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 4>(), true});
-    v.push_back({"tma128x192s4o9", GE_GELU_ERF, make_tma<T, 128, 192, 4, GE_GELU_ERF, 9>(), true});
-    v.push_back({"tma128x192s4o9", GE_NONE, make_tma<T, 128, 192, 4, GE_NONE, 9>(), true});
-    v.push_back({"tma128x192s3o10", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 10>(), true});
-    v.push_back({"tma128x128s4o8", GE_GELU_ERF, make_tma<T, 128, 128, 4, GE_GELU_ERF, 8>(), true});
     (void)all;
     return v;
 }

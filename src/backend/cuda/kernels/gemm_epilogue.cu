@@ -31,12 +31,15 @@ struct __align__(64) GeTmaMap {
 // bias is added to the accumulators before staging and the staged rows are read back 4 columns (one conflict-free
 // 16-byte load) at a time, stored 8 bytes at a time: less shared-memory traffic, which the wgmmas also need;
 // GE_TMA_ILP16: each epilogue step loads two 8-column chunks, then evaluates their 16 activations with no branch in
-// between (the bounds checks come after), so that the evaluations interleave; GE_TMA_ILP32: four chunks a step.
+// between (the bounds checks come after), so that the evaluations interleave; GE_TMA_ILP32: four chunks a step;
+// GE_TMA_SPLIT_LAST: the block's last tile is taken as two BM x BN/2 tiles, one per consumer, so that only half a
+// tile's epilogue is left exposed after the last MMAs (the other half's runs under them).
 #define GE_TMA_SHARED_STG 1
 #define GE_TMA_COOP_LAST 2
 #define GE_TMA_EPI4 4
 #define GE_TMA_ILP16 8
 #define GE_TMA_ILP32 16
+#define GE_TMA_SPLIT_LAST 32
 // Dynamic shared memory of a configuration: stages, staging, 1 KiB alignment, barriers.
 // Staging rows are padded by 8 floats (the fragment stores hit distinct banks), or by 4 where 8 would not fit.
 template <int BM, int BN, int STAGES, int OPT> struct GeTmaSmem {
@@ -45,6 +48,10 @@ template <int BM, int BN, int STAGES, int OPT> struct GeTmaSmem {
     static const int LDS = FIXED + COPIES * 64 * (BN + 8) * 4 <= 232448 ? BN + 8 : BN + 4;
     static const int STAGING = COPIES * 64 * LDS * 4;
     static const int BYTES = FIXED + STAGING;
+};
+
+template <int V> struct GeInt {
+    static constexpr int value = V;
 };
 
 // Everything but the entry points needs sm_80 (cp.async, bf16 mma); older GPUs get empty entry points, which the
@@ -179,6 +186,16 @@ __device__ __forceinline__ void ge_fence_proxy_async() {
 // wgmma (sm_90a only): one BK = 64 k-tile of a 64 x N warpgroup tile in one asm block (fence, four m64nNk16 with
 // the descriptors a[i], b[i] of the i-th 16-element k-step, commit, wait), so that the compiler cannot touch the
 // accumulators while the asynchronous MMAs run. Accumulators d[N/2] in the m16n8 C-fragment order per warp.
+#define GE_WG_REGS96 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, "
+#define GE_WG_OUTS96 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+#define GE_WG_A0_96 "48"
+#define GE_WG_B0_96 "52"
+#define GE_WG_A1_96 "49"
+#define GE_WG_B1_96 "53"
+#define GE_WG_A2_96 "50"
+#define GE_WG_B2_96 "54"
+#define GE_WG_A3_96 "51"
+#define GE_WG_B3_96 "55"
 #define GE_WG_REGS128 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
 #define GE_WG_OUTS128 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),\
     "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),\
@@ -264,6 +281,8 @@ __device__ __forceinline__ void ge_wgmma_k64(float* d, const unsigned long long 
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
     constexpr bool BF = ge_is_bf16<T>::value;
 #define GE_WG_ALL(W)                                          \
+    if constexpr (N == 96 && BF) GE_WG_ASM(96, "bf16", 56, W);    \
+    if constexpr (N == 96 && !BF) GE_WG_ASM(96, "f16", 56, W);    \
     if constexpr (N == 128 && BF) GE_WG_ASM(128, "bf16", 72, W);  \
     if constexpr (N == 128 && !BF) GE_WG_ASM(128, "f16", 72, W);  \
     if constexpr (N == 192 && BF) GE_WG_ASM(192, "bf16", 104, W); \
@@ -626,6 +645,8 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
     constexpr bool SHARED = (OPT & GE_TMA_SHARED_STG) != 0, COOP = (OPT & GE_TMA_COOP_LAST) != 0;
     constexpr bool EPI4 = (OPT & GE_TMA_EPI4) != 0, ILP16 = (OPT & (GE_TMA_ILP16 | GE_TMA_ILP32)) != 0;
     constexpr int FQ = (OPT & GE_TMA_ILP32) ? 4 : 2;
+    constexpr bool SPLIT = (OPT & GE_TMA_SPLIT_LAST) != 0;
+    static_assert(!SPLIT || (!COOP && !EPI4 && !SHARED && BN % 16 == 0), "GE_TMA_SPLIT_LAST: plain staging only");
     static_assert(BM % 64 == 0 && MI * BN <= 384, "consumer tile: m64 blocks, at most 192 accumulators a thread");
     static_assert(!COOP || BM * (BN + 8) * 4 <= STAGES * STAGE, "the last tile is staged whole in the stage ring");
     // Named barriers: 1, 2 hand-over between the consumers; READY(c) = 3 + c (block staged), DONE(c) = 5 + c
@@ -656,8 +677,12 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
         if (tid == 0) {
             int g = 0;
-            for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-                const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
+            // With SPLIT, the block's last tile is two tiles: B rows n0 .. and n0 + BN / 2 .. (the box stays BN
+            // rows; the consumer uses the first BN / 2).
+            const int nb = (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x, nv = SPLIT ? nb + 1 : nb;
+            for (int j = 0; j < nv; ++j) {
+                const int t = blockIdx.x + min(j, nb - 1) * gridDim.x, m0 = (t / tiles_n) * BM;
+                const int n0 = (t % tiles_n) * BN + (SPLIT && j >= nb - 1 ? (j - nb + 1) * (BN / 2) : 0);
                 for (int kt = 0; kt < KT; ++kt, ++g) {
                     const int s = g % STAGES;
                     ge_mbar_wait(bars + 8 * (STAGES + s), ((g / STAGES) & 1) ^ 1);
@@ -677,6 +702,71 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
     // The block's tiles are blockIdx.x + j gridDim.x, j < nb (the grid is at most `tiles` blocks); the last is jl.
     const int nb = (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x, jl = nb - 1;
     float acc[MI][BN / 2];
+    if constexpr (SPLIT) {
+        // Tiles j < nb - 1 as below; j = nb - 1 and nb are the last tile's column halves (NW = BN / 2).
+        const int nv = nb + 1, jv = nv - 1;
+        auto tile = [&](auto nwc, int j) {
+            constexpr int NW = decltype(nwc)::value;
+            const int t = blockIdx.x + min(j, nb - 1) * gridDim.x, m0 = (t / tiles_n) * BM;
+            const int n0 = (t % tiles_n) * BN + (j >= nb - 1 ? (j - nb + 1) * (BN / 2) : 0);
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                for (int e = 0; e < NW / 2; ++e) acc[mi][e] = 0.0f;
+            if (j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
+            int g = j * KT;
+            for (int kt = 0; kt < KT; ++kt, ++g) {
+                const int s = g % STAGES;
+                ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
+                if (kt == KT - 1 && j < jv) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
+                const u32 sA = sbase + s * STAGE;
+                const unsigned long long db = ge_desc_sw128(sA + A_BYTES);
+                const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
+#pragma unroll
+                for (int mi = 0; mi < MI; ++mi) {
+                    const unsigned long long da = ge_desc_sw128(sA + mi * 64 * 128);
+                    const unsigned long long a[4] = {da, da + 2, da + 4, da + 6};
+                    ge_wgmma_k64<T, NW, false>(acc[mi], a, b);
+                }
+                if (kt > 0) {
+                    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(MI) : "memory");
+                    __syncwarp();
+                    if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
+                }
+            }
+            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                for (int e = 0; e < NW / 2; ++e) asm volatile("" : "+f"(acc[mi][e])::"memory");
+            __syncwarp();
+            if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi) {
+#pragma unroll
+                for (int nj = 0; nj < NW / 8; ++nj)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int r = wq * 16 + (lane >> 2) + h * 8, c = nj * 8 + 2 * (lane & 3);
+                        *reinterpret_cast<float2*>(&stg[r * LDS + c]) =
+                            make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
+                    }
+                asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
+                if (ILP16)
+                    ge_tma_finish16<T, NW, ACT, 64, LDS, FQ>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
+                else
+                    ge_tma_finish<T, NW, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
+                asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
+            }
+        };
+        for (int j = cons; j < nv; j += 2) {
+            if (j >= nb - 1)
+                tile(GeInt<BN / 2>(), j);
+            else
+                tile(GeInt<BN>(), j);
+        }
+        return;
+    }
     // Ping-pong: consumer c takes the block's tiles j = c, c + 2, ...
     int j = cons;
     for (int t = blockIdx.x + j * gridDim.x; j < nb; t += 2 * gridDim.x, j += 2) {
