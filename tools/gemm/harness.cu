@@ -87,12 +87,12 @@ static LaunchFn make() {
 
 // TMA variants: gemm_tma_bias_act with any tile, launched as fused_gemm.rs launches the `_tma` entry points
 // (tensor maps encoded per call, persistent grid of min(tiles, SMs) blocks of 384 threads).
-template <typename T, int BM, int BN, int ST, int ACT, int OPT>
+template <typename T, int BM, int BN, int ST, int ACT>
 __global__ void __launch_bounds__(384, 1) hk_tma(const __grid_constant__ GeTmaMap ta,
                                                  const __grid_constant__ GeTmaMap tb, const T* bias, T* C, int m,
                                                  int n, int k) {
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
-    gemm_tma_bias_act<T, BM, BN, ST, ACT, OPT>(ta, tb, bias, C, m, n, k);
+    gemm_tma_bias_act<T, BM, BN, ST, ACT>(ta, tb, bias, C, m, n, k);
 #endif
 }
 
@@ -115,16 +115,16 @@ template <typename T> static GeTmaMap tma_map(const void* p, int rows, int k, in
     return g;
 }
 
-template <typename T, int BM, int BN, int ST, int ACT, int OPT = 0> static LaunchFn make_tma() {
-    auto f = hk_tma<T, BM, BN, ST, ACT, OPT>;
-    const int smem = GeTmaSmem<BM, BN, ST, OPT>::BYTES;
+template <typename T, int BM, int BN, int ST, int ACT> static LaunchFn make_tma() {
+    auto f = hk_tma<T, BM, BN, ST, ACT>;
+    const int smem = ST * (BM + BN) * 128 + 2 * 64 * (BN + 8) * 4 + 1024 + 2 * ST * 8;
     CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     cudaFuncAttributes at;
     CK(cudaFuncGetAttributes(&at, f));
     int sms = 0;
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    std::printf("  variant tma %dx%d s%d act%d opt%d: %d regs, %d B local, %d B smem\n", BM, BN, ST, ACT, OPT,
-                at.numRegs, (int)at.localSizeBytes, smem);
+    std::printf("  variant tma %dx%d s%d act%d: %d regs, %d B local, %d B smem\n", BM, BN, ST, ACT, at.numRegs,
+                (int)at.localSizeBytes, smem);
     return [f, smem, sms](const void* a, const void* b, const void* bias, void* c, int m, int n, int k,
                           cudaStream_t s) {
         const GeTmaMap ta = tma_map<T>(a, m, k, BM), tb = tma_map<T>(b, n, k, BN);
@@ -390,23 +390,27 @@ struct Lt {
 // ------------------------------------------------------------------------------------------------------------
 template <typename T> static std::vector<Variant> variants_all(bool all) {
     std::vector<Variant> v;
-    // Session 5: OPT 1 = one staging buffer for both consumers (room for more stages), 2 = the block's last tile
-    // finished by both consumers from the stage ring.
-    v.push_back({"L-tma128x192s3", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, GE_TMA_OPT>(), true});
+    v.push_back({"L-tma128x192s3", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF>(), true});
     v.push_back({"L-mma128x128x64w2x4s3", GE_GELU_ERF, make<T, 128, 128, 64, 2, 4, 3, GE_GELU_ERF, 2>(), false});
-    v.push_back({"L-tma128x192s3", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, GE_TMA_OPT>(), true});
-    v.push_back({"L-tma128x192s3", GE_GELU_TANH, make_tma<T, 128, 192, 3, GE_GELU_TANH, GE_TMA_OPT>(), true});
-    // 4: bias in the accumulators, 4-column conflict-free epilogue reads; 8: 16 activations per step, no branch
-    // between them.
-    // 32: the last tile of each block as two column halves (one per consumer); 16: four 8-column chunks a step.
-    v.push_back({"tma128x192s3o32", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 32>(), true});
-    v.push_back({"tma128x192s3o32", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 32>(), true});
-    v.push_back({"tma128x192s3o32", GE_GELU_TANH, make_tma<T, 128, 192, 3, GE_GELU_TANH, 32>(), true});
-    v.push_back({"tma128x192s3o48", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 48>(), true});
-    v.push_back({"tma128x192s3o48", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 48>(), true});
-    v.push_back({"tma128x192s3o16", GE_GELU_ERF, make_tma<T, 128, 192, 3, GE_GELU_ERF, 16>(), true});
-    v.push_back({"tma128x192s3o16", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE, 16>(), true});
-    (void)all;
+    v.push_back({"L-tma128x192s3", GE_NONE, make_tma<T, 128, 192, 3, GE_NONE>(), true});
+    v.push_back({"L-tma128x192s3", GE_GELU_TANH, make_tma<T, 128, 192, 3, GE_GELU_TANH>(), true});
+    v.push_back({"wg128x192x64w8s2", GE_GELU_ERF, make<T, 128, 192, 64, 8, 1, 2, GE_GELU_ERF, 2, true>(), true});
+    v.push_back({"tma128x128s4", GE_GELU_ERF, make_tma<T, 128, 128, 4, GE_GELU_ERF>(), true});
+    v.push_back({"tma128x128s4", GE_NONE, make_tma<T, 128, 128, 4, GE_NONE>(), true});
+    if (!all) return v;
+    v.push_back({"wg128x128x64w8s3", GE_GELU_ERF, make<T, 128, 128, 64, 8, 1, 3, GE_GELU_ERF, 2, true>(), true});
+    v.push_back({"wg128x128x64w8s3", GE_NONE, make<T, 128, 128, 64, 8, 1, 3, GE_NONE, 2, true>(), true});
+    v.push_back({"L-mma128x128x64w2x4s3", GE_GELU_TANH, make<T, 128, 128, 64, 2, 4, 3, GE_GELU_TANH, 2>(), false});
+    v.push_back({"L-mma128x128x64w2x4s3", GE_NONE, make<T, 128, 128, 64, 2, 4, 3, GE_NONE, 2>(), false});
+    v.push_back({"wg128x128x64w8s4", GE_GELU_ERF, make<T, 128, 128, 64, 8, 1, 4, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg128x256x64w8s3", GE_GELU_ERF, make<T, 128, 256, 64, 8, 1, 3, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg128x256x64w8s4", GE_GELU_ERF, make<T, 128, 256, 64, 8, 1, 4, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg256x128x64w16s4", GE_GELU_ERF, make<T, 256, 128, 64, 16, 1, 4, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg256x128x64w8s4", GE_GELU_ERF, make<T, 256, 128, 64, 8, 1, 4, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg128x192x64w8s4", GE_GELU_ERF, make<T, 128, 192, 64, 8, 1, 4, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg256x192x64w16s3", GE_GELU_ERF, make<T, 256, 192, 64, 16, 1, 3, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg256x192x64w8s3", GE_GELU_ERF, make<T, 256, 192, 64, 8, 1, 3, GE_GELU_ERF, 1, true>(), true});
+    v.push_back({"wg256x192x64w8s3", GE_NONE, make<T, 256, 192, 64, 8, 1, 3, GE_NONE, 1, true>(), true});
     return v;
 }
 
@@ -495,7 +499,13 @@ int main(int argc, char** argv) {
 #endif
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+    std::printf("device %s, %d SMs; GELU reciprocal: %s\n", prop.name, prop.multiProcessorCount,
+#ifdef GE_FAST_RCP
+                "rcp.approx (GE_FAST_RCP)"
+#else
+                "__fdividef"
+#endif
+    );
     if (!time_only) {
         correctness<__nv_bfloat16>(small);
         correctness<__half>(small);

@@ -24,36 +24,6 @@ struct __align__(64) GeTmaMap {
     unsigned long long v[16];
 };
 
-// Options of the TMA form (gemm_tma_bias_act's OPT bits) and its shared memory (the host side needs it too).
-// OPT bits: GE_TMA_SHARED_STG: one epilogue staging buffer for both consumers (their epilogues take turns, in tile
-// order), which leaves room for more stages; GE_TMA_COOP_LAST: the block's last tile is finished by both consumers,
-// staged whole in the (then idle) stage ring, so that its exposed epilogue has 8 warps instead of 4; GE_TMA_EPI4: the
-// bias is added to the accumulators before staging and the staged rows are read back 4 columns (one conflict-free
-// 16-byte load) at a time, stored 8 bytes at a time: less shared-memory traffic, which the wgmmas also need;
-// GE_TMA_ILP16: each epilogue step loads two 8-column chunks, then evaluates their 16 activations with no branch in
-// between (the bounds checks come after), so that the evaluations interleave; GE_TMA_ILP32: four chunks a step;
-// GE_TMA_SPLIT_LAST: the block's last tile is taken as two BM x BN/2 tiles, one per consumer, so that only half a
-// tile's epilogue is left exposed after the last MMAs (the other half's runs under them).
-#define GE_TMA_SHARED_STG 1
-#define GE_TMA_COOP_LAST 2
-#define GE_TMA_EPI4 4
-#define GE_TMA_ILP16 8
-#define GE_TMA_ILP32 16
-#define GE_TMA_SPLIT_LAST 32
-// Dynamic shared memory of a configuration: stages, staging, 1 KiB alignment, barriers.
-// Staging rows are padded by 8 floats (the fragment stores hit distinct banks), or by 4 where 8 would not fit.
-template <int BM, int BN, int STAGES, int OPT> struct GeTmaSmem {
-    static const int COPIES = (OPT & GE_TMA_SHARED_STG) ? 1 : 2;
-    static const int FIXED = STAGES * (BM + BN) * 128 + 1024 + 2 * STAGES * 8;
-    static const int LDS = FIXED + COPIES * 64 * (BN + 8) * 4 <= 232448 ? BN + 8 : BN + 4;
-    static const int STAGING = COPIES * 64 * LDS * 4;
-    static const int BYTES = FIXED + STAGING;
-};
-
-template <int V> struct GeInt {
-    static constexpr int value = V;
-};
-
 // Everything but the entry points needs sm_80 (cp.async, bf16 mma); older GPUs get empty entry points, which the
 // launcher never calls (it requires compute capability 8.0).
 
@@ -76,11 +46,28 @@ __device__ __forceinline__ float ge_ex2(float x) {
     return y;
 }
 
+// 1 / x for x in [1, inf]. GE_FAST_RCP (not yet measured, so off): one MUFU.RCP. __fdividef(1, x) is the same
+// MUFU.RCP plus four instructions of range handling (for |x| > 2^126, where both give 0 here; nvdisasm, sm_90a).
+__device__ __forceinline__ float ge_rcp_ge1(float x) {
+#ifdef GE_FAST_RCP
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return __fdividef(1.0f, x);
+#endif
+}
+
 // x * Phi(x) from half_erfc(|x| / sqrt2) = t * 2^(P(t) - x^2 log2(e) / 2), t = 1 / (1 + |x| / (2 sqrt2)); P's N
-// coefficients, highest degree first, carry log2(e) and ln(1/2) (see ge_gelu_erf).
+// coefficients, highest degree first, carry log2(e) and ln(1/2) (see ge_gelu_erf). With GE_FAST_RCP, t's
+// denominator is one FMA (|x| / (2 sqrt2) + 1, one rounding instead of two): 14 instructions a value, not 19.
 template <int N> __device__ __forceinline__ float ge_gelu_erfc_fit(float x, const float (&c)[N]) {
+#ifdef GE_FAST_RCP
+    const float t = ge_rcp_ge1(fmaf(fabsf(x), 0.35355339059327376f, 1.0f));
+#else
     const float z = fabsf(x) * 0.70710678118654752f;
-    const float t = __fdividef(1.0f, fmaf(0.5f, z, 1.0f));
+    const float t = ge_rcp_ge1(fmaf(0.5f, z, 1.0f));
+#endif
     float p = c[0];
 #pragma unroll
     for (int i = 1; i < N; ++i) p = fmaf(p, t, c[i]);
@@ -116,7 +103,12 @@ template <int ACT, typename T> __device__ __forceinline__ float ge_act(float x) 
     if (ACT == GE_GELU_TANH) {
         // 0.5x(1 + tanh(u)) = x / (1 + exp(-2u)): no cancellation (as elementwise.cu).
         const float u = 0.79788456080286536f * fmaf(0.044715f * x, x * x, x);
-        return __fdividef(x, 1.0f + ge_ex2(-2.8853900817779268f * u));
+        const float d = 1.0f + ge_ex2(-2.8853900817779268f * u);
+#ifdef GE_FAST_RCP
+        return x * ge_rcp_ge1(d);
+#else
+        return __fdividef(x, d);
+#endif
     }
     if (ACT == GE_GELU_ERF_LIB) {
         const float z = 0.70710678118654752f * x;
@@ -186,16 +178,6 @@ __device__ __forceinline__ void ge_fence_proxy_async() {
 // wgmma (sm_90a only): one BK = 64 k-tile of a 64 x N warpgroup tile in one asm block (fence, four m64nNk16 with
 // the descriptors a[i], b[i] of the i-th 16-element k-step, commit, wait), so that the compiler cannot touch the
 // accumulators while the asynchronous MMAs run. Accumulators d[N/2] in the m16n8 C-fragment order per warp.
-#define GE_WG_REGS96 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, "
-#define GE_WG_OUTS96 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
-#define GE_WG_A0_96 "48"
-#define GE_WG_B0_96 "52"
-#define GE_WG_A1_96 "49"
-#define GE_WG_B1_96 "53"
-#define GE_WG_A2_96 "50"
-#define GE_WG_B2_96 "54"
-#define GE_WG_A3_96 "51"
-#define GE_WG_B3_96 "55"
 #define GE_WG_REGS128 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
 #define GE_WG_OUTS128 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),\
     "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),\
@@ -281,8 +263,6 @@ __device__ __forceinline__ void ge_wgmma_k64(float* d, const unsigned long long 
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
     constexpr bool BF = ge_is_bf16<T>::value;
 #define GE_WG_ALL(W)                                          \
-    if constexpr (N == 96 && BF) GE_WG_ASM(96, "bf16", 56, W);    \
-    if constexpr (N == 96 && !BF) GE_WG_ASM(96, "f16", 56, W);    \
     if constexpr (N == 128 && BF) GE_WG_ASM(128, "bf16", 72, W);  \
     if constexpr (N == 128 && !BF) GE_WG_ASM(128, "f16", 72, W);  \
     if constexpr (N == 192 && BF) GE_WG_ASM(192, "bf16", 104, W); \
@@ -505,10 +485,10 @@ __device__ __forceinline__ void ge_tma_load(u32 dst, const GeTmaMap* map, int c0
 // one 16-byte store per 8 columns. A rolled loop on purpose: unrolled over the accumulators, the erf form's epilogue
 // outgrew the instruction cache (ncu: half of all stall cycles waiting for instructions). Two chunks per step, so
 // that their activations interleave (one warp per scheduler runs this).
-template <typename T, int BN, int ACT, int ROWS = 64, int LDS = BN + 8>
+template <typename T, int BN, int ACT>
 __device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int step, int m0, int n0,
                                               const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
-    constexpr int CPR = BN / 8, CHUNKS = ROWS * CPR;
+    constexpr int CPR = BN / 8, LDS = BN + 8, CHUNKS = 64 * CPR;
     const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store
     auto finish = [&](int i) {
         const int r = i / CPR, c = (i % CPR) * 8, row = m0 + r, col = n0 + c;
@@ -539,129 +519,22 @@ __device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int s
     }
 }
 
-// ge_tma_finish for staged rows that already include the bias (GE_TMA_EPI4): 4 columns per chunk, one 16-byte
-// shared load (consecutive lanes, consecutive chunks: no bank conflicts) and one 8-byte store; four chunks per step.
-template <typename T, int BN, int ACT, int ROWS, int LDS>
-__device__ __forceinline__ void ge_tma_finish4(const float* stg, int first, int step, int m0, int n0,
-                                               T* __restrict__ C, int m, int n) {
-    constexpr int CPR = BN / 4, CHUNKS = ROWS * CPR, Q = 4;
-    const bool vec = (n & 3) == 0;  // then every 4-column chunk inside n is one aligned 8-byte store
-#pragma unroll 1
-    for (int i = first; i < CHUNKS; i += Q * step) {
-        // Loads and activations first, for all Q chunks (an index past the end reads the last chunk, not stored),
-        // with no branch in between, so that the Q x 4 evaluations interleave.
-        float y[Q][4];
-#pragma unroll
-        for (int q = 0; q < Q; ++q) {
-            const int ic = min(i + q * step, CHUNKS - 1), r = ic / CPR, c = (ic % CPR) * 4;
-            const float4 x = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
-            y[q][0] = ge_act<ACT, T>(x.x);
-            y[q][1] = ge_act<ACT, T>(x.y);
-            y[q][2] = ge_act<ACT, T>(x.z);
-            y[q][3] = ge_act<ACT, T>(x.w);
-        }
-#pragma unroll
-        for (int q = 0; q < Q; ++q) {
-            const int ic = i + q * step, r = ic / CPR, c = (ic % CPR) * 4, row = m0 + r, col = n0 + c;
-            if (ic >= CHUNKS || row >= m || col >= n) continue;
-            T* d = C + ((size_t)row * n + col);
-            if (vec) {
-                *reinterpret_cast<uint2*>(d) =
-                    make_uint2(ge_pack2<T>(y[q][0], y[q][1]), ge_pack2<T>(y[q][2], y[q][3]));
-            } else {
-#pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    if (col + e < n) d[e] = from_f<T>(y[q][e]);
-            }
-        }
-    }
-}
-
-// ge_tma_finish with GE_TMA_ILP16: two 8-column chunks per step, loaded (bias included) and evaluated before any
-// bounds branch.
-template <typename T, int BN, int ACT, int ROWS, int LDS, int Q>
-__device__ __forceinline__ void ge_tma_finish16(const float* stg, int first, int step, int m0, int n0,
-                                                const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
-    constexpr int CPR = BN / 8, CHUNKS = ROWS * CPR;
-    const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store (and n >= 8)
-#pragma unroll 1
-    for (int i = first; i < CHUNKS; i += Q * step) {
-        float y[Q][8];
-#pragma unroll
-        for (int q = 0; q < Q; ++q) {
-            const int ic = min(i + q * step, CHUNKS - 1), r = ic / CPR, c = (ic % CPR) * 8, col = n0 + c;
-            const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
-            const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
-            float b[8];
-            if (vec) {
-                // A chunk past n (not stored) reads the last 8 bias values instead.
-                const uint4 braw = *reinterpret_cast<const uint4*>(bias + min(col, n - 8));
-                const T* bv = reinterpret_cast<const T*>(&braw);
-#pragma unroll
-                for (int e = 0; e < 8; ++e) b[e] = to_f(bv[e]);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; ++e) b[e] = col + e < n ? to_f(bias[col + e]) : 0.0f;
-            }
-            y[q][0] = ge_act<ACT, T>(x0.x + b[0]);
-            y[q][1] = ge_act<ACT, T>(x0.y + b[1]);
-            y[q][2] = ge_act<ACT, T>(x0.z + b[2]);
-            y[q][3] = ge_act<ACT, T>(x0.w + b[3]);
-            y[q][4] = ge_act<ACT, T>(x1.x + b[4]);
-            y[q][5] = ge_act<ACT, T>(x1.y + b[5]);
-            y[q][6] = ge_act<ACT, T>(x1.z + b[6]);
-            y[q][7] = ge_act<ACT, T>(x1.w + b[7]);
-        }
-#pragma unroll
-        for (int q = 0; q < Q; ++q) {
-            const int ic = i + q * step, r = ic / CPR, c = (ic % CPR) * 8, row = m0 + r, col = n0 + c;
-            if (ic >= CHUNKS || row >= m || col >= n) continue;
-            T* d = C + ((size_t)row * n + col);
-            if (vec) {
-                *reinterpret_cast<uint4*>(d) = make_uint4(ge_pack2<T>(y[q][0], y[q][1]), ge_pack2<T>(y[q][2], y[q][3]),
-                                                          ge_pack2<T>(y[q][4], y[q][5]), ge_pack2<T>(y[q][6], y[q][7]));
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; ++e)
-                    if (col + e < n) d[e] = from_f<T>(y[q][e]);
-            }
-        }
-    }
-}
-
-template <typename T> __device__ __forceinline__ float2 ge_unpack2(u32 v);
-template <> __device__ __forceinline__ float2 ge_unpack2<__nv_bfloat16>(u32 v) {
-    return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&v));
-}
-template <> __device__ __forceinline__ float2 ge_unpack2<__half>(u32 v) {
-    return __half22float2(*reinterpret_cast<__half2*>(&v));
-}
-
-template <typename T, int BM, int BN, int STAGES, int ACT, int OPT = 0>
+template <typename T, int BM, int BN, int STAGES, int ACT>
 __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTmaMap& tb, const T* __restrict__ bias,
                                                   T* __restrict__ C, int m, int n, int k) {
     constexpr int MI = BM / 64;
     constexpr u32 A_BYTES = BM * 128, STAGE = (BM + BN) * 128;
-    constexpr bool SHARED = (OPT & GE_TMA_SHARED_STG) != 0, COOP = (OPT & GE_TMA_COOP_LAST) != 0;
-    constexpr bool EPI4 = (OPT & GE_TMA_EPI4) != 0, ILP16 = (OPT & (GE_TMA_ILP16 | GE_TMA_ILP32)) != 0;
-    constexpr int FQ = (OPT & GE_TMA_ILP32) ? 4 : 2;
-    constexpr bool SPLIT = (OPT & GE_TMA_SPLIT_LAST) != 0;
-    static_assert(!SPLIT || (!COOP && !EPI4 && !SHARED && BN % 16 == 0), "GE_TMA_SPLIT_LAST: plain staging only");
     static_assert(BM % 64 == 0 && MI * BN <= 384, "consumer tile: m64 blocks, at most 192 accumulators a thread");
-    static_assert(!COOP || BM * (BN + 8) * 4 <= STAGES * STAGE, "the last tile is staged whole in the stage ring");
     // Named barriers: 1, 2 hand-over between the consumers; READY(c) = 3 + c (block staged), DONE(c) = 5 + c
-    // (block finished, staging free), over the consumer's EPI threads; with SHARED, 7 + c: the other consumer's
-    // epilogue is done with the staging (256); with COOP, 9: the helper is done with its own tiles, 10: the last
-    // tile is staged (256 each).
+    // (block finished, staging free), over the consumer's EPI threads.
     constexpr int EPI = 128;
     extern __shared__ __align__(1024) unsigned char ge_smem[];
     const u32 sbase = (ge_smem_addr(ge_smem) + 1023u) & ~1023u;
-    // After the stages: the epilogue staging (64 rows of LDS floats, padded against bank conflicts; one per consumer,
-    // or one shared), then the barriers: full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
-    constexpr int LDS = GeTmaSmem<BM, BN, STAGES, OPT>::LDS;
-    float* const ring = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)));
-    float* const staging = ring + STAGES * STAGE / 4;
-    const u32 bars = sbase + STAGES * STAGE + GeTmaSmem<BM, BN, STAGES, OPT>::STAGING;
+    // After the stages: each consumer's epilogue staging (64 rows of LDS floats, padded against bank conflicts),
+    // then the barriers: full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
+    constexpr int LDS = BN + 8;
+    float* const staging = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)) + STAGES * STAGE);
+    const u32 bars = sbase + STAGES * STAGE + 2 * 64 * LDS * 4;
     const int tid = threadIdx.x, wg = tid >> 7;
     const int tiles_n = (n + BN - 1) / BN, tiles = ((m + BM - 1) / BM) * tiles_n, KT = (k + 63) / 64;
     if (tid == 0) {
@@ -677,12 +550,8 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
         if (tid == 0) {
             int g = 0;
-            // With SPLIT, the block's last tile is two tiles: B rows n0 .. and n0 + BN / 2 .. (the box stays BN
-            // rows; the consumer uses the first BN / 2).
-            const int nb = (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x, nv = SPLIT ? nb + 1 : nb;
-            for (int j = 0; j < nv; ++j) {
-                const int t = blockIdx.x + min(j, nb - 1) * gridDim.x, m0 = (t / tiles_n) * BM;
-                const int n0 = (t % tiles_n) * BN + (SPLIT && j >= nb - 1 ? (j - nb + 1) * (BN / 2) : 0);
+            for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+                const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
                 for (int kt = 0; kt < KT; ++kt, ++g) {
                     const int s = g % STAGES;
                     ge_mbar_wait(bars + 8 * (STAGES + s), ((g / STAGES) & 1) ^ 1);
@@ -698,78 +567,11 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int cons = wg - 1, lane = tid & 31, wq = (tid >> 5) & 3, wt = tid & 127;
-    float* const stg = SHARED ? staging : staging + cons * 64 * LDS;
-    // The block's tiles are blockIdx.x + j gridDim.x, j < nb (the grid is at most `tiles` blocks); the last is jl.
-    const int nb = (tiles - blockIdx.x + gridDim.x - 1) / gridDim.x, jl = nb - 1;
+    float* const stg = staging + cons * 64 * LDS;
     float acc[MI][BN / 2];
-    if constexpr (SPLIT) {
-        // Tiles j < nb - 1 as below; j = nb - 1 and nb are the last tile's column halves (NW = BN / 2).
-        const int nv = nb + 1, jv = nv - 1;
-        auto tile = [&](auto nwc, int j) {
-            constexpr int NW = decltype(nwc)::value;
-            const int t = blockIdx.x + min(j, nb - 1) * gridDim.x, m0 = (t / tiles_n) * BM;
-            const int n0 = (t % tiles_n) * BN + (j >= nb - 1 ? (j - nb + 1) * (BN / 2) : 0);
-#pragma unroll
-            for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-                for (int e = 0; e < NW / 2; ++e) acc[mi][e] = 0.0f;
-            if (j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
-            int g = j * KT;
-            for (int kt = 0; kt < KT; ++kt, ++g) {
-                const int s = g % STAGES;
-                ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
-                if (kt == KT - 1 && j < jv) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
-                const u32 sA = sbase + s * STAGE;
-                const unsigned long long db = ge_desc_sw128(sA + A_BYTES);
-                const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
-#pragma unroll
-                for (int mi = 0; mi < MI; ++mi) {
-                    const unsigned long long da = ge_desc_sw128(sA + mi * 64 * 128);
-                    const unsigned long long a[4] = {da, da + 2, da + 4, da + 6};
-                    ge_wgmma_k64<T, NW, false>(acc[mi], a, b);
-                }
-                if (kt > 0) {
-                    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(MI) : "memory");
-                    __syncwarp();
-                    if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
-                }
-            }
-            asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#pragma unroll
-            for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-                for (int e = 0; e < NW / 2; ++e) asm volatile("" : "+f"(acc[mi][e])::"memory");
-            __syncwarp();
-            if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
-#pragma unroll
-            for (int mi = 0; mi < MI; ++mi) {
-#pragma unroll
-                for (int nj = 0; nj < NW / 8; ++nj)
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const int r = wq * 16 + (lane >> 2) + h * 8, c = nj * 8 + 2 * (lane & 3);
-                        *reinterpret_cast<float2*>(&stg[r * LDS + c]) =
-                            make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
-                    }
-                asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
-                if (ILP16)
-                    ge_tma_finish16<T, NW, ACT, 64, LDS, FQ>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
-                else
-                    ge_tma_finish<T, NW, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
-                asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
-            }
-        };
-        for (int j = cons; j < nv; j += 2) {
-            if (j >= nb - 1)
-                tile(GeInt<BN / 2>(), j);
-            else
-                tile(GeInt<BN>(), j);
-        }
-        return;
-    }
     // Ping-pong: consumer c takes the block's tiles j = c, c + 2, ...
     int j = cons;
-    for (int t = blockIdx.x + j * gridDim.x; j < nb; t += 2 * gridDim.x, j += 2) {
+    for (int t = blockIdx.x + j * gridDim.x; t < tiles; t += 2 * gridDim.x, j += 2) {
         const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi)
@@ -782,7 +584,7 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         for (int kt = 0; kt < KT; ++kt, ++g) {
             const int s = g % STAGES;
             ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
-            if (kt == KT - 1 && j < jl) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
+            if (kt == KT - 1 && t + gridDim.x < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
             const u32 sA = sbase + s * STAGE;
             const unsigned long long db = ge_desc_sw128(sA + A_BYTES);
             const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
@@ -807,55 +609,9 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
             for (int e = 0; e < BN / 2; ++e) asm volatile("" : "+f"(acc[mi][e])::"memory");
         __syncwarp();
         if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
-        if (EPI4) {
-            // This thread's columns are nj * 8 + 2 (lane & 3) + {0, 1} in every m64 block and row half.
-#pragma unroll
-            for (int nj = 0; nj < BN / 8; ++nj) {
-                const int col = n0 + nj * 8 + 2 * (lane & 3);
-                float2 bb;
-                if (col + 1 < n) {
-                    bb = ge_unpack2<T>(*reinterpret_cast<const u32*>(bias + col));  // col even, bias 16-B aligned
-                } else {
-                    bb = make_float2(col < n ? to_f(bias[col]) : 0.0f, 0.0f);
-                }
-#pragma unroll
-                for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        acc[mi][nj * 4 + 2 * h] += bb.x;
-                        acc[mi][nj * 4 + 2 * h + 1] += bb.y;
-                    }
-            }
-        }
-
-        if (COOP && j == jl) {
-            // The block's last tile: every stage has been consumed and no load follows, so the ring takes all MI
-            // m64 blocks once the other consumer is done with its tiles (its last MMAs may still read a stage).
-            asm volatile("bar.sync 9, 256;\n" ::: "memory");
-#pragma unroll
-            for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-                for (int nj = 0; nj < BN / 8; ++nj)
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const int r = mi * 64 + wq * 16 + (lane >> 2) + h * 8, c = nj * 8 + 2 * (lane & 3);
-                        *reinterpret_cast<float2*>(&ring[r * LDS + c]) =
-                            make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
-                    }
-            asm volatile("bar.sync 10, 256;\n" ::: "memory");
-            if (EPI4)
-                ge_tma_finish4<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, C, m, n);
-            else if (ILP16)
-                ge_tma_finish16<T, BN, ACT, BM, LDS, FQ>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
-            else
-                ge_tma_finish<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
-            break;
-        }
 
         // Epilogue, one m64 block at a time: the f32 accumulators (warp wq holds rows 16 wq .. 16 wq + 15, in the
-        // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out. A shared
-        // staging buffer is handed over in tile order (the tile before this one was the other consumer's).
-        if (SHARED && j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(7 + cons) : "memory");
+        // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out.
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
@@ -867,31 +623,12 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
                         make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
                 }
             asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
-            if (EPI4)
-                ge_tma_finish4<T, BN, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, C, m, n);
-            else if (ILP16)
-                ge_tma_finish16<T, BN, ACT, 64, LDS, FQ>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
-            else
-                ge_tma_finish<T, BN, ACT, 64, LDS>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
+            ge_tma_finish<T, BN, ACT>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
             asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
         }
-        if (SHARED && j + 1 < nb && !(COOP && j + 1 == jl))
-            asm volatile("bar.arrive %0, 256;\n" ::"r"(8 - cons) : "memory");
-    }
-    // The consumer that does not own the last tile helps finish it (its rows after the owner's staging).
-    if (COOP && (jl & 1) != cons) {
-        asm volatile("bar.arrive 9, 256;\n" ::: "memory");
-        asm volatile("bar.sync 10, 256;\n" ::: "memory");
-        const int t = blockIdx.x + jl * gridDim.x, m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
-        if (EPI4)
-            ge_tma_finish4<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, C, m, n);
-        else if (ILP16)
-            ge_tma_finish16<T, BN, ACT, BM, LDS, FQ>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
-        else
-            ge_tma_finish<T, BN, ACT, BM, LDS>(ring, tid - 128, 256, m0, n0, bias, C, m, n);
     }
 }
-#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT, GE_TMA_OPT>(ta, tb, bias, C, m, n, k);
+#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT>(ta, tb, bias, C, m, n, k);
 #else
 #define GE_BODY_TMA(T, ACT)
 #endif
@@ -918,7 +655,6 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
 // epilogue staging, 1 KiB alignment, barriers (221 KiB); 384 threads (producer + two consumers), one block per SM,
 // persistent grid. Fastest of the configurations measured for [4096, 384, 1536] (tools/gemm/README.md).
 #define GE_TMA 128, 192, 3
-#define GE_TMA_OPT 0
 #define GE_ENTRY_TMA(SUF, T, ACTNAME, ACT)                                                                     \
     extern "C" __global__ void __launch_bounds__(384, 1)                                                       \
         gemm_bias_##ACTNAME##_##SUF##_tma(const __grid_constant__ GeTmaMap ta, const __grid_constant__ GeTmaMap tb, \
