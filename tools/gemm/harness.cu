@@ -499,13 +499,7 @@ int main(int argc, char** argv) {
 #endif
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device %s, %d SMs; GELU reciprocal: %s\n", prop.name, prop.multiProcessorCount,
-#ifdef GE_FAST_RCP
-                "rcp.approx (GE_FAST_RCP)"
-#else
-                "__fdividef"
-#endif
-    );
+    std::printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
     if (!time_only) {
         correctness<__nv_bfloat16>(small);
         correctness<__half>(small);

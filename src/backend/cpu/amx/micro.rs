@@ -20,9 +20,12 @@ const TERMS: [(usize, usize); 6] = [(0, 0), (0, 1), (1, 1), (1, 0), (2, 0), (0, 
 
 /// Computes every 32 x 32 block of packed A panels times packed B panels.
 pub(crate) trait Micro: Sync {
-    /// For B panel j (outer loop) and A panel i: `emit(i, j, block)` with the product of the two over `kblocks`
-    /// k-blocks. `a` holds `a_panels` panels, `b` `b_panels`, each `kblocks * KBLOCK` values, and each one spare
-    /// k-block after them (see [`SPARE`]).
+    /// Block (i, j), the product of A panel i and B panel j over `kblocks` k-blocks, into
+    /// `c[(j * a_panels + i) * BLOCK..][..BLOCK]`. `a` holds `a_panels` panels, `b` `b_panels`, each
+    /// `kblocks * KBLOCK` values, and each one spare k-block after them (see [`SPARE`]). The k-blocks are taken
+    /// `kc` at a time for every block before the next `kc` (so that those of one B panel stay in L1 while the A
+    /// panels pass), the partial blocks kept in `c`.
+    #[allow(clippy::too_many_arguments)]
     fn products(
         &self,
         a: &[u16],
@@ -30,7 +33,8 @@ pub(crate) trait Micro: Sync {
         b: &[u16],
         b_panels: usize,
         kblocks: usize,
-        emit: &mut dyn FnMut(usize, usize, &[f32; BLOCK]),
+        kc: usize,
+        c: &mut [f32],
     );
 }
 
@@ -47,12 +51,13 @@ impl Micro for Emulated {
         b: &[u16],
         b_panels: usize,
         kblocks: usize,
-        emit: &mut dyn FnMut(usize, usize, &[f32; BLOCK]),
+        _kc: usize,
+        c: &mut [f32],
     ) {
         let f = |v: u16| half::bf16::from_bits(v).to_f32();
-        let mut c = [0f32; BLOCK];
         for j in 0..b_panels {
             for i in 0..a_panels {
+                let c = &mut c[(j * a_panels + i) * BLOCK..][..BLOCK];
                 c.fill(0.0);
                 for kb in 0..kblocks {
                     let pa = &a[(i * kblocks + kb) * KBLOCK..][..KBLOCK];
@@ -73,7 +78,6 @@ impl Micro for Emulated {
                         }
                     }
                 }
-                emit(i, j, &c);
             }
         }
     }
@@ -111,13 +115,13 @@ impl Micro for Amx {
         b: &[u16],
         b_panels: usize,
         kblocks: usize,
-        emit: &mut dyn FnMut(usize, usize, &[f32; BLOCK]),
+        kc: usize,
+        c: &mut [f32],
     ) {
-        // The asm reads whole panels and one spare k-block: a shorter slice would be a read past its end.
+        // The asm reads whole panels and one spare k-block, and writes whole blocks: shorter slices would be
+        // accesses past their ends.
         assert!(a.len() >= (a_panels * kblocks + 1) * KBLOCK && b.len() >= (b_panels * kblocks + 1) * KBLOCK);
-        if kblocks == 0 {
-            return;
-        }
+        assert!(c.len() >= a_panels * b_panels * BLOCK && kc > 0);
         let mut cfg = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
         for t in 0..8 {
             cfg.colsb[t] = 64;
@@ -126,27 +130,61 @@ impl Micro for Amx {
         // SAFETY: `Amx` exists only where the CPU has AMX and Linux granted the tile state; the configuration is a
         // valid palette-1 configuration in a 64-byte aligned, 64-byte long struct.
         unsafe { std::arch::asm!("ldtilecfg [{0}]", in(reg) &cfg, options(nostack, readonly)) };
-        let mut c = [0f32; BLOCK];
-        for j in 0..b_panels {
-            let pb = b[j * kblocks * KBLOCK..].as_ptr();
-            for i in 0..a_panels {
-                let pa = a[i * kblocks * KBLOCK..].as_ptr();
-                // SAFETY: the tiles are configured above; pa and pb each point at `kblocks` k-blocks of KBLOCK
-                // u16 followed by at least one more k-block (checked against the slices' lengths above), read 6 KiB
-                // per k-block in 1 KiB tiles of 16 rows x 64 bytes; c is 32 x 32 f32, written by four 16 x 64-byte
-                // tile stores with a 128-byte row stride.
-                unsafe { block(pa, pb, kblocks, c.as_mut_ptr()) };
-                emit(i, j, &c);
+        let mut kb0 = 0;
+        while kb0 < kblocks {
+            let nk = kc.min(kblocks - kb0);
+            for j in 0..b_panels {
+                let pb = b[(j * kblocks + kb0) * KBLOCK..].as_ptr();
+                for i in 0..a_panels {
+                    let pa = a[(i * kblocks + kb0) * KBLOCK..].as_ptr();
+                    let cb = c[(j * a_panels + i) * BLOCK..].as_mut_ptr();
+                    // SAFETY: the tiles are configured above; pa and pb each point at `nk` k-blocks of KBLOCK
+                    // u16 followed by at least one more (checked against the slices' lengths above), read 6 KiB
+                    // per k-block in 1 KiB tiles of 16 rows x 64 bytes; cb is a 32 x 32 f32 block inside `c`
+                    // (checked above), read and written as four 16 x 64-byte tiles with a 128-byte row stride.
+                    unsafe {
+                        if kb0 == 0 {
+                            std::arch::asm!(
+                                "tilezero tmm0",
+                                "tilezero tmm1",
+                                "tilezero tmm2",
+                                "tilezero tmm3",
+                                options(nostack, nomem)
+                            );
+                        } else {
+                            std::arch::asm!(
+                                "tileloadd tmm0, [{c} + {cs}*1]",
+                                "tileloadd tmm1, [{c} + {cs}*1 + 64]",
+                                "tileloadd tmm2, [{c} + {cs}*1 + 2048]",
+                                "tileloadd tmm3, [{c} + {cs}*1 + 2112]",
+                                c = in(reg) cb,
+                                cs = in(reg) 128usize,
+                                options(nostack, readonly)
+                            );
+                        }
+                        k_loop(pa, pb, nk);
+                        std::arch::asm!(
+                            "tilestored [{c} + {cs}*1], tmm0",
+                            "tilestored [{c} + {cs}*1 + 64], tmm1",
+                            "tilestored [{c} + {cs}*1 + 2048], tmm2",
+                            "tilestored [{c} + {cs}*1 + 2112], tmm3",
+                            c = in(reg) cb,
+                            cs = in(reg) 128usize,
+                            options(nostack)
+                        );
+                    }
+                }
             }
+            kb0 += nk;
         }
         // SAFETY: releases the tile state configured above (no tile register is live past this point).
         unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
     }
 }
 
-/// One 32 x 32 block over `kblocks` k-blocks. Safety: see the call in `Amx::products`; also reads one k-block past
-/// the end of both panels (the next k-block's first operands are loaded while the last terms run), so the packed
-/// buffers carry one spare k-block at their end.
+/// Adds `kblocks` k-blocks of one block's products to the accumulators tmm0-3. Safety: see the call in
+/// `Amx::products`; also reads one k-block past the last (the next k-block's first operands are loaded while the
+/// last terms run), so the packed buffers carry one spare k-block at their end.
 ///
 /// Register use: tmm0-3 accumulate C(row half, column half) = (0,0), (0,1), (1,0), (1,1); tmm4-5 hold the current
 /// A part's row halves, tmm6-7 the current B part's column halves. The terms run in TERMS order; within a term the
@@ -154,14 +192,10 @@ impl Micro for Amx {
 /// right after its last use, overlapping the remaining products.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn block(pa: *const u16, pb: *const u16, kblocks: usize, c: *mut f32) {
+unsafe fn k_loop(pa: *const u16, pb: *const u16, kblocks: usize) {
     // SAFETY: see the caller.
     unsafe {
         std::arch::asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
             "tileloadd tmm4, [{pa} + {s}*1]",
             "tileloadd tmm5, [{pa} + {s}*1 + 1024]",
             "tileloadd tmm6, [{pb} + {s}*1]",
@@ -217,17 +251,11 @@ unsafe fn block(pa: *const u16, pb: *const u16, kblocks: usize, c: *mut f32) {
             "add {pb}, 6144",
             "dec {kb}",
             "jnz 2b",
-            "tilestored [{c} + {cs}*1], tmm0",
-            "tilestored [{c} + {cs}*1 + 64], tmm1",
-            "tilestored [{c} + {cs}*1 + 2048], tmm2",
-            "tilestored [{c} + {cs}*1 + 2112], tmm3",
             pa = inout(reg) pa => _,
             pb = inout(reg) pb => _,
             kb = inout(reg) kblocks => _,
             s = in(reg) 64usize,
-            c = in(reg) c,
-            cs = in(reg) 128usize,
-            options(nostack),
+            options(nostack, readonly),
         );
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn try_gemm(
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(amx) = micro::Amx::new() {
-        gemm::gemm(&amx, dims, a, am, b, bm, out, parallel, accumulate);
+        gemm::gemm(&amx, gemm::BLOCKING, dims, a, am, b, bm, out, parallel, accumulate);
         return true;
     }
     let _ = (a, am, b, bm, out, parallel, accumulate);
