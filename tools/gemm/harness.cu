@@ -284,9 +284,10 @@ struct Lt {
         LK(cublasLtCreate(&h));
         CK(cudaMalloc(&ws, ws_size));
     }
-    // Best of the heuristic's algorithms (up to 16, each timed); returns us per call.
+    // Best of the heuristic's algorithms (up to 16, each timed); returns us per call. `profile`: one launch of each
+    // of the first 4 instead, nothing timed or printed (for ncu: `--profile-lt`).
     template <typename T>
-    float best(Problem<T>& p, cublasLtEpilogue_t epi, const char* what, bool check_product) {
+    float best(Problem<T>& p, cublasLtEpilogue_t epi, const char* what, bool check_product, bool profile = false) {
         const cudaDataType_t dt = std::is_same<T, __half>::value ? CUDA_R_16F : CUDA_R_16BF;
         cublasLtMatmulDesc_t op;
         LK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -309,7 +310,7 @@ struct Lt {
                                                 sizeof ws_size));
         cublasLtMatmulHeuristicResult_t res[16];
         int nres = 0;
-        LK(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, lc, pref, 16, res, &nres));
+        LK(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, lc, pref, profile ? 4 : 16, res, &nres));
         const float alpha = 1.0f, beta = 0.0f;
         float best_ms = 1e30f;
         int best_i = -1;
@@ -318,10 +319,15 @@ struct Lt {
                 LK(cublasLtMatmul(h, op, &alpha, p.db, la, p.da, lb, &beta, p.dc, lc, p.dc, lc, &res[i].algo, ws,
                                   ws_size, 0));
             };
+            if (profile) {
+                run();
+                continue;
+            }
             float ms = time_ms(run, 20, 15);
             if (ms < best_ms) best_ms = ms, best_i = i;
         }
-        std::printf("  cuBLASLt %-28s best of %2d algorithms: %8.2f us (heuristic's first: algo 0)\n", what, nres,
+        if (profile) CK(cudaDeviceSynchronize());
+        else std::printf("  cuBLASLt %-28s best of %2d algorithms: %8.2f us (algo %d of the heuristic's list)\n", what, nres,
                     best_ms * 1e3, best_i);
         if (check_product && best_i >= 0) {
             p.poison();
@@ -341,31 +347,6 @@ struct Lt {
         cublasLtMatrixLayoutDestroy(lc);
         cublasLtMatmulDescDestroy(op);
         return best_ms * 1e3f;
-    }
-    // One launch of each of the heuristic's algorithms for the plain product (for ncu: `--profile-lt`).
-    template <typename T> void once_each(Problem<T>& p) {
-        const cudaDataType_t dt = std::is_same<T, __half>::value ? CUDA_R_16F : CUDA_R_16BF;
-        cublasLtMatmulDesc_t op;
-        LK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        LK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-        LK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-        cublasLtMatrixLayout_t la, lb, lc;
-        LK(cublasLtMatrixLayoutCreate(&la, dt, p.k, p.n, p.k));
-        LK(cublasLtMatrixLayoutCreate(&lb, dt, p.k, p.m, p.k));
-        LK(cublasLtMatrixLayoutCreate(&lc, dt, p.n, p.m, p.n));
-        cublasLtMatmulPreference_t pref;
-        LK(cublasLtMatmulPreferenceCreate(&pref));
-        LK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size,
-                                                sizeof ws_size));
-        cublasLtMatmulHeuristicResult_t res[4];
-        int nres = 0;
-        LK(cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, lc, lc, pref, 4, res, &nres));
-        const float alpha = 1.0f, beta = 0.0f;
-        for (int i = 0; i < nres; ++i)
-            LK(cublasLtMatmul(h, op, &alpha, p.db, la, p.da, lb, &beta, p.dc, lc, p.dc, lc, &res[i].algo, ws,
-                              ws_size, 0));
-        CK(cudaDeviceSynchronize());
     }
     // The current mlx-native path: plain product, then elementwise.cu's in-place bias_gelu_erf (linear.rs geometry).
     template <typename T> float current_path(Problem<T>& p) {
@@ -489,7 +470,7 @@ int main(int argc, char** argv) {
         // The heuristic's first 4 cuBLASLt algorithms once each, then the launcher's TMA variants (for ncu).
         Problem<__nv_bfloat16> p(4096, 1536, 384, 5);
         Lt lt;
-        lt.once_each(p);
+        lt.best<__nv_bfloat16>(p, CUBLASLT_EPILOGUE_DEFAULT, "", false, true);
         for (auto& v : variants<__nv_bfloat16>(true))
             if (v.name[0] == 'L' && v.name.find("tma") != std::string::npos)
                 v.fn(p.da, p.db, p.dbias, p.dc, 4096, 1536, 384, 0);
