@@ -34,6 +34,19 @@ impl Mat {
     }
 }
 
+/// The operands of one product out[m×n] = a[m×k] · b[k×n], as views.
+#[derive(Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    /// [m, k, n].
+    pub dims: [usize; 3],
+    /// The left operand's storage and its [m, k] view.
+    pub a: &'a [f32],
+    pub am: Mat,
+    /// The right operand's storage and its [k, n] view.
+    pub b: &'a [f32],
+    pub bm: Mat,
+}
+
 /// Products below this many multiply-adds run single-threaded inside a parallel loop over the batch.
 const SMALL: usize = 64 * 64 * 64;
 
@@ -65,7 +78,7 @@ pub(crate) fn gemm_f32(
     if am.last(m, k) >= a.len() || bm.last(k, n) >= b.len() {
         return Err(Error::Graph(format!("matmul operands too short for [{m}, {k}] x [{k}, {n}]")));
     }
-    if super::amx::try_gemm(dims, a, am, b, bm, out, parallel, accumulate) {
+    if super::amx::try_gemm(&Operands { dims, a, am, b, bm }, out, parallel, accumulate) {
         return Ok(());
     }
     let par = if parallel && m * n * k > 32 * 32 * 32 {

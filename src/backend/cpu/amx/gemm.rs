@@ -8,7 +8,9 @@ use rayon::prelude::*;
 
 use super::micro::{Micro, BLOCK, SPARE};
 use super::pack::{kblocks, pack_a, pack_b_panel, KBLOCK, PANEL};
+#[cfg(test)]
 use crate::backend::cpu::matmul::Mat;
+use crate::backend::cpu::matmul::Operands;
 
 /// How the product is cut for the caches.
 #[derive(Clone, Copy, Debug)]
@@ -56,46 +58,40 @@ fn with_scratch<T: Copy + Default, R>(
 }
 
 /// out[m×n] (row stride n) = a·b, or += when `accumulate`. Views and lengths were checked by the caller.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<M: Micro>(
     micro: &M,
     blocking: Blocking,
-    [m, k, n]: [usize; 3],
-    a: &[f32],
-    am: Mat,
-    b: &[f32],
-    bm: Mat,
+    ops: &Operands,
     out: &mut [f32],
     parallel: bool,
     accumulate: bool,
 ) {
+    let [_, k, n] = ops.dims;
     let kb = kblocks(k);
     let b_panels = n.div_ceil(PANEL);
     with_scratch(&B_SCRATCH, b_panels * kb * KBLOCK + SPARE, |bp| {
-        let pack_b = |(q, dst): (usize, &mut [u16])| pack_b_panel(b, bm, q, k, n, dst);
+        let pack_b = |(q, dst): (usize, &mut [u16])| pack_b_panel(ops.b, ops.bm, q, k, n, dst);
         let panels = &mut bp[..b_panels * kb * KBLOCK];
         if parallel {
             panels.par_chunks_mut(kb * KBLOCK).enumerate().for_each(pack_b);
         } else {
             panels.chunks_mut(kb * KBLOCK).enumerate().for_each(pack_b);
         }
-        rows_times_panels(micro, blocking, [m, k, n], a, am, bp, out, parallel, accumulate)
+        rows_times_panels(micro, blocking, ops, bp, out, parallel, accumulate)
     })
 }
 
 /// The row chunks of the output against the packed B panels `bp`.
-#[allow(clippy::too_many_arguments)]
 fn rows_times_panels<M: Micro>(
     micro: &M,
     blocking: Blocking,
-    [m, k, n]: [usize; 3],
-    a: &[f32],
-    am: Mat,
+    ops: &Operands,
     bp: &[u16],
     out: &mut [f32],
     parallel: bool,
     accumulate: bool,
 ) {
+    let ([m, k, n], a, am) = (ops.dims, ops.a, ops.am);
     let kb = kblocks(k);
     let b_panels = n.div_ceil(PANEL);
     // Smaller chunks when there are few rows, so that every thread gets some.
@@ -163,7 +159,7 @@ mod tests {
         let bm = Mat::dense(0, if tb { k } else { n }, tb);
         let am = Mat::dense(0, if ta { m } else { k }, ta);
         let mut out = if accumulate { start.clone() } else { vec![f32::NAN; m * n] };
-        gemm(micro, blocking, [m, k, n], &a, am, &b, bm, &mut out, true, accumulate);
+        gemm(micro, blocking, &Operands { dims: [m, k, n], a: &a, am, b: &b, bm }, &mut out, true, accumulate);
         let mut worst = 0f64;
         for i in 0..m {
             for j in 0..n {

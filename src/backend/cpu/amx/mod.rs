@@ -13,7 +13,7 @@ mod gemm;
 mod micro;
 mod pack;
 
-use super::matmul::Mat;
+use super::matmul::Operands;
 
 /// Products smaller than this many multiply-adds stay on the FMA kernels: packing and tile setup would cost more
 /// than the tile unit saves.
@@ -29,20 +29,11 @@ pub fn present() -> bool {
     detect::present()
 }
 
-/// Runs out[m×n] = a·b (or += when `accumulate`) on the tile unit when this machine has one and the product is
-/// large enough; returns false (nothing written) otherwise. The views and lengths were checked by the caller.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn try_gemm(
-    dims: [usize; 3],
-    a: &[f32],
-    am: Mat,
-    b: &[f32],
-    bm: Mat,
-    out: &mut [f32],
-    parallel: bool,
-    accumulate: bool,
-) -> bool {
-    let [m, k, n] = dims;
+/// Runs out[m×n] = a·b (or += when `accumulate`) on the tile unit when this machine has one, it was asked for and
+/// the product is large enough; returns false (nothing written) otherwise. The views and lengths were checked by the
+/// caller.
+pub(crate) fn try_gemm(ops: &Operands, out: &mut [f32], parallel: bool, accumulate: bool) -> bool {
+    let [m, k, n] = ops.dims;
     if m < 16 || n < 16 || k < 16 || m * n * k < MIN_WORK {
         return false;
     }
@@ -51,9 +42,9 @@ pub(crate) fn try_gemm(
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(amx) = micro::Amx::new() {
-        gemm::gemm(&amx, gemm::BLOCKING, dims, a, am, b, bm, out, parallel, accumulate);
+        gemm::gemm(&amx, gemm::BLOCKING, ops, out, parallel, accumulate);
         return true;
     }
-    let _ = (a, am, b, bm, out, parallel, accumulate);
+    let _ = (out, parallel, accumulate);
     false
 }
