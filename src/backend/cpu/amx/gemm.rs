@@ -200,7 +200,9 @@ mod tests {
     #[test]
     fn amx_products_are_f32_accurate_on_awkward_shapes() {
         let Some(amx) = crate::backend::cpu::amx::micro::Amx::new() else {
-            println!("SKIPPED: this CPU (or OS) gives no AMX bf16; the emulated products are tested instead");
+            crate::util::skipped(
+                "SKIPPED: this CPU (or OS) gives no AMX bf16; the emulated products are tested instead",
+            );
             return;
         };
         for &(m, k, n) in &[(1, 1, 1), (1, 7, 33), (31, 33, 17), (65, 100, 47), (300, 384, 1536), (257, 1536, 385)] {
