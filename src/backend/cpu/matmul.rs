@@ -1,5 +1,5 @@
-//! Batched matrix products: on Intel AMX where available (amx/), else through the `gemm` crate. Operands are read through strides, so transposed sides
-//! cost no copy; broadcast batch dimensions are strides of zero matrices.
+//! Batched matrix products: on Intel AMX where it is turned on (amx/), else through the `gemm` crate. Operands are
+//! read through strides, so transposed sides cost no copy; broadcast batch dimensions are strides of zero matrices.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -39,11 +39,13 @@ impl Mat {
 pub(crate) struct Operands<'a> {
     /// [m, k, n].
     pub dims: [usize; 3],
-    /// The left operand's storage and its [m, k] view.
+    /// The left operand's storage.
     pub a: &'a [f32],
+    /// Its [m, k] view.
     pub am: Mat,
-    /// The right operand's storage and its [k, n] view.
+    /// The right operand's storage.
     pub b: &'a [f32],
+    /// Its [k, n] view.
     pub bm: Mat,
 }
 
