@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mlx_native::backend::cpu;
 use mlx_native::exec::PlacementPolicy;
 use mlx_native::models::{EmbedOptions, Embedder};
 use mlx_native::{DType, Error, Result};
@@ -108,6 +109,9 @@ pub struct BenchEmbedArgs {
     /// Untimed runs first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Also print the time of each CPU op (by op and output shape) per forward, over the timed forward runs.
+    #[arg(long)]
+    op_times: bool,
 }
 
 /// An output line; fields in this order, floats in f32's shortest round-trip form.
@@ -283,6 +287,7 @@ pub fn bench(args: BenchEmbedArgs) -> Result<()> {
     for (name, from_text) in [("forward", false), ("embed", true)] {
         let mut times = Vec::with_capacity(args.runs);
         for i in 0..args.warmup + args.runs {
+            cpu::op_times::set_enabled(args.op_times && !from_text && i >= args.warmup);
             let t = Instant::now();
             let v = if from_text { embedder.embed(&texts)? } else { embedder.embed_ids(&ids)? };
             std::hint::black_box(&v);
@@ -291,13 +296,18 @@ pub fn bench(args: BenchEmbedArgs) -> Result<()> {
             }
         }
         let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
+        let times_sum: f64 = times.iter().sum();
         let ms = median_ms(times);
         let per_s = args.batch as f64 / (ms / 1e3);
         println!("{name:<8} median {ms:>10.3} ms  min {min:>10.3} ms  {per_s:>10.1} texts/s");
         results.insert(format!("{name}_median_ms"), ms.into());
         results.insert(format!("{name}_min_ms"), min.into());
         results.insert(format!("{name}_texts_per_s"), per_s.into());
+        if args.op_times && !from_text {
+            print_op_times(args.runs, times_sum / args.runs as f64);
+        }
     }
+    cpu::op_times::set_enabled(false);
     let summary = serde_json::json!({
         "bench": "embed",
         "model": args.model.dir.display().to_string(),
@@ -311,6 +321,22 @@ pub fn bench(args: BenchEmbedArgs) -> Result<()> {
     });
     println!("{summary}");
     Ok(())
+}
+
+/// The CPU op times of `runs` forwards, per forward, largest first, with their share of the mean forward `ms`.
+fn print_op_times(runs: usize, ms: f64) {
+    let times = cpu::op_times::take();
+    if times.is_empty() {
+        println!("op times: no op ran on the CPU");
+        return;
+    }
+    let total: f64 = times.iter().map(|t| t.total.as_secs_f64() * 1e3).sum::<f64>() / runs as f64;
+    println!("op times per forward (CPU ops {total:.2} ms of the {ms:.2} ms mean forward):");
+    for t in times {
+        let per = t.total.as_secs_f64() * 1e3 / runs as f64;
+        let calls = t.calls as f64 / runs as f64;
+        println!("  {per:>9.3} ms {:>5.1} %  {calls:>4} calls  {}", 100.0 * per / ms, t.op);
+    }
 }
 
 #[cfg(test)]

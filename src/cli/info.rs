@@ -15,11 +15,13 @@ pub fn run() -> Result<()> {
     println!(
         "CPU f32 products: {}",
         if mlx_native::backend::cpu::amx_enabled() {
-            "AMX tiles (experimental, MLX_NATIVE_AMX=1), operands split into three bf16 parts (f32-accurate)"
-        } else if mlx_native::backend::cpu::amx_present() {
-            "FMA kernels (this CPU has AMX bf16; the experimental AMX products are off, MLX_NATIVE_AMX=1 turns them on)"
-        } else {
+            "AMX tiles, operands split into three bf16 parts (f32-accurate; MLX_NATIVE_AMX=0 turns them off)"
+        } else if !mlx_native::backend::cpu::amx_present() {
             "FMA kernels"
+        } else if mlx_native::backend::cpu::amx_turned_off() {
+            "FMA kernels (this CPU has AMX bf16; MLX_NATIVE_AMX=0 turned the AMX products off)"
+        } else {
+            "FMA kernels (this CPU has AMX bf16, but the OS did not grant this process the tile state)"
         }
     );
     for line in super::gpu::gpu_lines() {

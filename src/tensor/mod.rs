@@ -1,5 +1,6 @@
 //! Tensors on the host: dtypes, shapes, storage and safetensors files.
 
+mod derived;
 mod dtype;
 mod safetensors_io;
 mod shape;

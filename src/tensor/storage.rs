@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use half::{bf16, f16};
 
+use super::derived::Derived;
 use super::{DType, Element, Shape};
 use crate::error::{Error, Result};
 
@@ -128,6 +129,8 @@ pub struct Tensor {
     dtype: DType,
     shape: Shape,
     storage: Arc<Storage>,
+    /// Forms derived from the data (shared by clones and reshapes, which share the data).
+    derived: Arc<Derived>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -148,7 +151,7 @@ impl Tensor {
         }
         let bytes: Vec<T> = data;
         let hv = host_vec_from_typed(bytes);
-        Ok(Tensor { dtype: T::DTYPE, shape, storage: Arc::new(Storage::Host(hv)) })
+        Ok(Tensor { dtype: T::DTYPE, shape, storage: Arc::new(Storage::Host(hv)), derived: Default::default() })
     }
 
     /// A tensor from a typed host vector; `Err` if the element count does not match the shape.
@@ -160,13 +163,18 @@ impl Tensor {
                 format!("{} elements given for shape {shape} ({} elements)", data.len(), shape.numel()),
             ));
         }
-        Ok(Tensor { dtype: data.dtype(), shape, storage: Arc::new(Storage::Host(data)) })
+        Ok(Tensor { dtype: data.dtype(), shape, storage: Arc::new(Storage::Host(data)), derived: Default::default() })
     }
 
     /// A zero-filled tensor.
     pub fn zeros(dtype: DType, shape: impl Into<Shape>) -> Tensor {
         let shape = shape.into();
-        Tensor { dtype, storage: Arc::new(Storage::Host(HostVec::zeros(dtype, shape.numel()))), shape }
+        Tensor {
+            dtype,
+            storage: Arc::new(Storage::Host(HostVec::zeros(dtype, shape.numel()))),
+            shape,
+            derived: Default::default(),
+        }
     }
 
     /// A view of `len` bytes at `start` of a mapped file. Copies instead when the range is not aligned for
@@ -192,7 +200,7 @@ impl Tensor {
         } else {
             Storage::Host(HostVec::from_bytes(dtype, bytes)?)
         };
-        Ok(Tensor { dtype, shape, storage: Arc::new(storage) })
+        Ok(Tensor { dtype, shape, storage: Arc::new(storage), derived: Default::default() })
     }
 
     /// The element type.
@@ -285,13 +293,24 @@ impl Tensor {
         Tensor::from_host_vec(hv, self.shape.clone())
     }
 
+    /// `make()`, computed once per `key` and kept while this tensor's data lives (its clones and reshapes share
+    /// it): for layouts that a backend derives from a constant, such as packed weights. The key tells apart the
+    /// forms one maker derives (a view, a shape); keys of different types never match.
+    pub(crate) fn derived<K, T>(&self, key: K, make: impl FnOnce() -> T) -> std::sync::Arc<T>
+    where
+        K: PartialEq + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.derived.get_or_make(key, make)
+    }
+
     /// The same data with another shape of the same element count.
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         if shape.numel() != self.numel() {
             return Err(Error::shape_hint("Tensor::reshape", &self.shape, &shape, "element counts differ"));
         }
-        Ok(Tensor { dtype: self.dtype, shape, storage: self.storage.clone() })
+        Ok(Tensor { dtype: self.dtype, shape, storage: self.storage.clone(), derived: self.derived.clone() })
     }
 }
 

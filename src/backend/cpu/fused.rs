@@ -1,13 +1,11 @@
 //! FusedLinearAdd, FusedLinearAddGelu and FusedLinearAddResidual: one product into the output, then one pass over
 //! it that adds the bias (and the residual) and applies GELU while each row is still in cache.
 
-use rayon::prelude::*;
-
 use half::{bf16, f16};
 
-use super::buffer::{f32_input, typed, write_f32, HalfToF32, CHUNK};
+use super::buffer::{f32_input, typed, write_f32, HalfToF32};
 use super::math;
-use super::matmul::{gemm_f32, Mat};
+use super::matmul::{const_tensor, gemm_ops_then, Mat, Operands};
 use super::simd::multiversion;
 use super::CpuBuffer;
 use crate::error::{Error, Result};
@@ -23,20 +21,16 @@ pub(crate) fn linear(
     out: &mut HostVec,
     od: &TensorDesc,
 ) -> Result<()> {
-    product_then(xs, ds, tb, out, od, |block, _, bias| {
-        for row in block.chunks_mut(bias.len()) {
-            match gelu {
-                None => bias_row(row, bias),
-                Some(GeluKind::Erf) => bias_gelu_erf_row(row, bias),
-                Some(GeluKind::Tanh) => bias_gelu_tanh_row(row, bias),
-            }
-        }
+    product_then(xs, ds, tb, out, od, |seg, _, bias| match gelu {
+        None => bias_row(seg, bias),
+        Some(GeluKind::Erf) => bias_gelu_erf_row(seg, bias),
+        Some(GeluKind::Tanh) => bias_gelu_tanh_row(seg, bias),
     })
 }
 
 /// x·W(ᵀ) + b + residual: inputs as [`linear`], then the residual with the output's shape. The residual is added
 /// in the bias pass, computed as `(x·W + b) + r` in f32 like the unfused Add after FusedLinearAdd; half-type
-/// residuals are widened one block at a time.
+/// residuals are widened a few values at a time.
 pub(crate) fn linear_residual(
     xs: &[&CpuBuffer],
     ds: &[TensorDesc],
@@ -56,9 +50,7 @@ pub(crate) fn linear_residual(
     match rd.dtype {
         DType::F32 => {
             let r = typed::<f32>(rb, rd)?;
-            product_then(xs, ds, tb, out, od, |block, start, bias| {
-                bias_residual_block(block, bias, &r[start..start + block.len()])
-            })
+            product_then(xs, ds, tb, out, od, |seg, at, bias| bias_residual_row(seg, bias, &r[at..at + seg.len()]))
         }
         DType::F16 => residual_half(xs, ds, tb, out, od, typed::<f16>(rb, rd)?),
         DType::BF16 => residual_half(xs, ds, tb, out, od, typed::<bf16>(rb, rd)?),
@@ -76,22 +68,20 @@ fn residual_half<H: HalfToF32>(
     od: &TensorDesc,
     r: &[H],
 ) -> Result<()> {
-    product_then(xs, ds, tb, out, od, |block, start, bias| {
-        let mut wide = vec![0f32; block.len()];
-        H::widen(&r[start..start + block.len()], &mut wide);
-        bias_residual_block(block, bias, &wide)
+    product_then(xs, ds, tb, out, od, |seg, at, bias| {
+        let mut wide = [0f32; 64];
+        for (j, s) in seg.chunks_mut(wide.len()).enumerate() {
+            let j0 = j * wide.len();
+            let w = &mut wide[..s.len()];
+            H::widen(&r[at + j0..at + j0 + s.len()], w);
+            bias_residual_row(s, &bias[j0..j0 + s.len()], w);
+        }
     })
 }
 
-fn bias_residual_block(block: &mut [f32], bias: &[f32], r: &[f32]) {
-    let n = bias.len();
-    for (row, rr) in block.chunks_mut(n).zip(r.chunks(n)) {
-        bias_residual_row(row, bias, rr);
-    }
-}
-
-/// The product into the output, then `epilogue(block, first element's index, bias)` over blocks of whole rows in
-/// parallel, while each block is still in cache.
+/// The product into the output, then `epilogue(segment, index of its first element, bias of its columns)` over
+/// row segments of it: on the AMX path each block's rows as they are written (still in L1), otherwise over the
+/// output's rows in parallel after the product.
 fn product_then(
     xs: &[&CpuBuffer],
     ds: &[TensorDesc],
@@ -106,22 +96,11 @@ fn product_then(
     let bias = f32_input(xs[2], &ds[2])?;
     let rows = od.shape.rows();
     write_f32(out, od.shape.numel(), |o| {
-        gemm_f32(
-            [rows, k, n],
-            &x,
-            Mat::dense(0, k, false),
-            &w,
-            Mat::dense(0, if tb { k } else { n }, tb),
-            o,
-            true,
-            false,
-        )?;
-        if n == 0 {
-            return Ok(());
-        }
-        let block = (CHUNK / n).max(1) * n;
-        o.par_chunks_mut(block).enumerate().for_each(|(i, b)| epilogue(b, i * block, &bias));
-        Ok(())
+        let ops =
+            Operands::new([rows, k, n], &x, Mat::dense(0, k, false), &w, Mat::dense(0, if tb { k } else { n }, tb));
+        let segment =
+            |seg: &mut [f32], row: usize, col: usize| epilogue(seg, row * n + col, &bias[col..col + seg.len()]);
+        gemm_ops_then(&ops.with_const_b(const_tensor(xs[1])), o, true, &segment)
     })
 }
 

@@ -4,11 +4,11 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::buffer::{f32_input, write_f32};
+use super::buffer::{f32_input, write_f32, CHUNK};
 use super::CpuBuffer;
 use crate::error::{Error, Result};
 use crate::graph::{matmul_shape, TensorDesc};
-use crate::tensor::{HostVec, Shape};
+use crate::tensor::{HostVec, Shape, Tensor};
 
 /// A row-major matrix view: element (i, j) is at `off + i * rs + j * cs` of its slice.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +47,21 @@ pub(crate) struct Operands<'a> {
     pub b: &'a [f32],
     /// Its [k, n] view.
     pub bm: Mat,
+    /// The tensor `b` is (a widened copy of) when it is a constant, such as a weight: forms derived from it (AMX's
+    /// packed panels) are kept with it instead of made again for every product.
+    pub b_const: Option<&'a Tensor>,
+}
+
+impl<'a> Operands<'a> {
+    /// The product of two views, neither of them known to be constant.
+    pub(crate) fn new(dims: [usize; 3], a: &'a [f32], am: Mat, b: &'a [f32], bm: Mat) -> Self {
+        Operands { dims, a, am, b, bm, b_const: None }
+    }
+
+    /// The same, with `b` read from the constant `t` when one is given (see [`Operands::b_const`]).
+    pub(crate) fn with_const_b(self, t: Option<&'a Tensor>) -> Self {
+        Operands { b_const: t, ..self }
+    }
 }
 
 /// Products below this many multiply-adds run single-threaded inside a parallel loop over the batch.
@@ -64,6 +79,32 @@ pub(crate) fn gemm_f32(
     parallel: bool,
     accumulate: bool,
 ) -> Result<()> {
+    gemm_ops(&Operands::new(dims, a, am, b, bm), out, parallel, accumulate)
+}
+
+/// What runs on each row segment of a product's output once the product is complete: `(segment, row, first
+/// column)`. It must give the same values however the rows are cut into segments.
+pub(crate) type Epilogue<'e> = dyn Fn(&mut [f32], usize, usize) + Sync + 'e;
+
+/// [`gemm_f32`] of an [`Operands`] view (which may name `b`'s constant tensor).
+pub(crate) fn gemm_ops(ops: &Operands, out: &mut [f32], parallel: bool, accumulate: bool) -> Result<()> {
+    product(ops, out, parallel, accumulate, None)
+}
+
+/// out = a·b, then `epilogue` over every row segment of out: on the AMX path as each block is written (while it is
+/// in cache), else over the output's rows in parallel after the product.
+pub(crate) fn gemm_ops_then(ops: &Operands, out: &mut [f32], parallel: bool, epilogue: &Epilogue) -> Result<()> {
+    product(ops, out, parallel, false, Some(epilogue))
+}
+
+fn product(
+    ops: &Operands,
+    out: &mut [f32],
+    parallel: bool,
+    accumulate: bool,
+    epilogue: Option<&Epilogue>,
+) -> Result<()> {
+    let Operands { dims, a, am, b, bm, .. } = *ops;
     let [m, k, n] = dims;
     if m == 0 || n == 0 {
         return Ok(());
@@ -75,12 +116,13 @@ pub(crate) fn gemm_f32(
         if !accumulate {
             out[..m * n].fill(0.0);
         }
+        rows_then(&mut out[..m * n], n, parallel, epilogue);
         return Ok(());
     }
     if am.last(m, k) >= a.len() || bm.last(k, n) >= b.len() {
         return Err(Error::Graph(format!("matmul operands too short for [{m}, {k}] x [{k}, {n}]")));
     }
-    if super::amx::try_gemm(&Operands { dims, a, am, b, bm }, out, parallel, accumulate) {
+    if super::amx::try_gemm(ops, out, parallel, accumulate, epilogue) {
         return Ok(());
     }
     let par = if parallel && m * n * k > 32 * 32 * 32 {
@@ -115,7 +157,32 @@ pub(crate) fn gemm_f32(
             par,
         );
     }
+    rows_then(&mut out[..m * n], n, parallel, epilogue);
     Ok(())
+}
+
+/// `epilogue` over every row of `out` (rows of `n`), in parallel blocks of rows when `parallel`.
+fn rows_then(out: &mut [f32], n: usize, parallel: bool, epilogue: Option<&Epilogue>) {
+    let Some(epi) = epilogue else { return };
+    let rows = (CHUNK / n).max(1);
+    let run = |(i, block): (usize, &mut [f32])| {
+        for (r, row) in block.chunks_mut(n).enumerate() {
+            epi(row, i * rows + r, 0);
+        }
+    };
+    if parallel {
+        out.par_chunks_mut(rows * n).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(rows * n).enumerate().for_each(run);
+    }
+}
+
+/// The tensor a buffer shares when it is a caller's (a constant or an input), not the backend's own memory.
+pub(crate) fn const_tensor(buf: &CpuBuffer) -> Option<&Tensor> {
+    match buf {
+        CpuBuffer::Shared(t) => Some(t),
+        CpuBuffer::Owned(_) => None,
+    }
 }
 
 /// Batched product with broadcast batch dimensions and optional transposes (see `Op::MatMul`).
@@ -155,8 +222,8 @@ pub(crate) fn matmul(
         }
         if !ta && b_batch.numel() == 1 && a_batch.numel() == nb {
             // Every batch shares b: one tall product.
-            let am = Mat::dense(0, k, false);
-            return gemm_f32([nb * m, k, n], &av, am, &bv, Mat::dense(0, b_cols, tb), o, true, false);
+            let ops = Operands::new([nb * m, k, n], &av, Mat::dense(0, k, false), &bv, Mat::dense(0, b_cols, tb));
+            return gemm_ops(&ops.with_const_b(const_tensor(b)), o, true, false);
         }
         let mat = |i: usize| {
             let (oa, ob) = offsets(i);

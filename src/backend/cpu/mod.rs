@@ -15,6 +15,7 @@ mod layout;
 mod math;
 mod matmul;
 mod norm;
+pub mod op_times;
 mod reduce;
 mod simd;
 mod softmax;
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Op, TensorDesc};
 use crate::tensor::{HostVec, Tensor};
 
-pub use amx::{enabled as amx_enabled, present as amx_present};
+pub use amx::{enabled as amx_enabled, present as amx_present, turned_off as amx_turned_off};
 pub use math::{gelu_erf, gelu_tanh};
 
 /// A buffer in host memory: an owned vector, or a shared tensor (inputs and weights are not copied).
@@ -119,7 +120,8 @@ impl Backend for CpuBackend {
         let ins = call.inputs;
         let od = call.output;
         let hv = buffer::output(out, od);
-        match call.op {
+        let started = op_times::enabled().then(std::time::Instant::now);
+        let result = match call.op {
             Op::Input { .. } | Op::Constant { .. } => {
                 Err(Error::Graph(format!("{name} nodes are not executed; the executor binds their buffers")))
             }
@@ -148,7 +150,11 @@ impl Backend for CpuBackend {
                 fused::linear(inputs, ins, *transpose_b, Some(*gelu), hv, od)
             }
             Op::FusedLinearAddResidual { transpose_b } => fused::linear_residual(inputs, ins, *transpose_b, hv, od),
+        };
+        if let Some(t) = started {
+            op_times::record(format!("{name} {}", od.shape), t.elapsed());
         }
+        result
     }
 
     fn synchronize(&self) -> Result<()> {

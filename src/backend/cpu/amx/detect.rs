@@ -3,8 +3,7 @@
 
 use std::sync::OnceLock;
 
-/// `MLX_NATIVE_AMX=1` turns the AMX products on. They are off by default: correct, but not yet faster than the FMA
-/// kernels (BENCHMARKS.md, session 5).
+/// `MLX_NATIVE_AMX=0` turns the AMX products off; they are on wherever the CPU has AMX and Linux grants it.
 const ENV: &str = "MLX_NATIVE_AMX";
 
 /// True when the CPU reports AMX-TILE and AMX-BF16.
@@ -19,10 +18,15 @@ pub(crate) fn usable() -> bool {
     *USABLE.get_or_init(|| present() && request_tile_permission())
 }
 
-/// True when the products should use AMX: usable, and asked for with `MLX_NATIVE_AMX=1`.
+/// True when `MLX_NATIVE_AMX=0` turned the AMX products off. Read once.
+pub(crate) fn turned_off() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var(ENV).is_ok_and(|v| v == "0"))
+}
+
+/// True when the products should use AMX: usable, and not turned off.
 pub(crate) fn available() -> bool {
-    static ASKED: OnceLock<bool> = OnceLock::new();
-    *ASKED.get_or_init(|| std::env::var(ENV).is_ok_and(|v| v == "1")) && usable()
+    !turned_off() && usable()
 }
 
 #[cfg(target_arch = "x86_64")]

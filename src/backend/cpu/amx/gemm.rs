@@ -8,9 +8,7 @@ use rayon::prelude::*;
 
 use super::micro::{Micro, BLOCK, SPARE};
 use super::pack::{kblocks, pack_a, pack_b_panel, KBLOCK, PANEL};
-#[cfg(test)]
-use crate::backend::cpu::matmul::Mat;
-use crate::backend::cpu::matmul::Operands;
+use crate::backend::cpu::matmul::{Epilogue, Mat, Operands};
 
 /// How the product is cut for the caches.
 #[derive(Clone, Copy, Debug)]
@@ -22,9 +20,19 @@ pub(crate) struct Blocking {
     pub kc: usize,
 }
 
-/// The blocking the products use. Shorter k passes (kc = 1 to 6) measured no faster at MiniLM's shapes (k = 384,
-/// 1536) on the one AMX machine tried; 64 k-blocks bound a pass's A panels to L2 for deeper products.
-pub(crate) const BLOCKING: Blocking = Blocking { chunk_panels: 4, kc: 64 };
+/// Packed A bytes per task: what stays in a core's L2 (2 MiB on the Xeon measured) next to the B panels passing.
+const A_CHUNK_BYTES: usize = 640 << 10;
+
+impl Blocking {
+    /// The blocking for products of depth `k`. On the host's Xeon (session 6, 1 and 2 threads), 8 panels per task
+    /// beat 4 by 2-6 % at k = 384, and lost 40 % at k = 1536 (2.3 MiB of A per task), where 2 and 4 tie: so as many
+    /// panels (up to 8) as fit [`A_CHUNK_BYTES`]. Shorter k passes (kc = 2, 4) were 15-25 % slower (each pass
+    /// reloads and stores the accumulators), so a pass covers up to 64 k-blocks.
+    pub(crate) fn for_depth(k: usize) -> Blocking {
+        let panel_bytes = kblocks(k) * KBLOCK * std::mem::size_of::<u16>();
+        Blocking { chunk_panels: (A_CHUNK_BYTES / panel_bytes).clamp(1, 8), kc: 64 }
+    }
+}
 
 thread_local! {
     /// Packed B panels of the thread that runs a product.
@@ -35,29 +43,80 @@ thread_local! {
     static C_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Bytes in a cache line, the alignment of the packed operands and the blocks.
+const LINE: usize = 64;
+
 /// Scratch buffers longer than this (32 Mi values: 64 MiB of bf16) are not kept between products.
 const KEEP_SCRATCH: usize = 32 << 20;
 
+/// The first index of `v` on a 64-byte boundary (`v` holds at least 64 values).
+fn line_offset<T>(v: &[T]) -> usize {
+    ((LINE - v.as_ptr() as usize % LINE) % LINE) / std::mem::size_of::<T>()
+}
+
 /// Runs `f` on `len` values of this thread's `slot`, kept between products so that packing does not page in fresh
-/// memory every time (the packed operands are 1.5 times the f32 ones). A nested use on the same thread (a rayon
+/// memory every time (the packed operands are 1.5 times the f32 ones). The values start on a 64-byte boundary: tile
+/// rows are 64 bytes, and a row that straddles two cache lines made every tile load cost twice (the products ran
+/// 2.5x the tile unit's time instead of 1.25x, measured on the host's Xeon). A nested use on the same thread (a rayon
 /// worker that picks up another product while it waits) gets a fresh buffer.
 fn with_scratch<T: Copy + Default, R>(
     slot: &'static LocalKey<RefCell<Vec<T>>>,
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {
-    slot.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut v) if len <= KEEP_SCRATCH => {
-            if v.len() < len {
-                v.resize(len, T::default());
-            }
-            f(&mut v[..len])
+    // Enough spare values to reach the next line boundary, whatever T's size (at most 64 bytes).
+    const SPARE_VALUES: usize = 64;
+    let aligned = |v: &mut Vec<T>| {
+        if v.len() < len + SPARE_VALUES {
+            v.resize(len + SPARE_VALUES, T::default());
         }
-        _ => f(&mut vec![T::default(); len]),
+        let off = line_offset(v);
+        f(&mut v[off..off + len])
+    };
+    slot.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) if len <= KEEP_SCRATCH => aligned(&mut v),
+        _ => aligned(&mut Vec::new()),
     })
 }
 
-/// out[m×n] (row stride n) = a·b, or += when `accumulate`. Views and lengths were checked by the caller.
+/// B split and packed in panels (pack.rs) for one view of one constant, kept with it (`Tensor::derived`).
+pub(crate) struct PackedB {
+    buf: Vec<u16>,
+    off: usize,
+    len: usize,
+}
+
+impl PackedB {
+    /// The panels, from a cache line boundary.
+    fn values(&self) -> &[u16] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+/// What a packed B depends on besides the data: its view and shape.
+#[derive(PartialEq)]
+struct PackKey {
+    off: usize,
+    rs: usize,
+    cs: usize,
+    k: usize,
+    n: usize,
+}
+
+/// Packs every panel of `ops.b` into `dst` (`b_panels * kblocks * KBLOCK` values).
+fn pack_b(ops: &Operands, dst: &mut [u16], parallel: bool) {
+    let [_, k, n] = ops.dims;
+    let pack = |(q, d): (usize, &mut [u16])| pack_b_panel(ops.b, ops.bm, q, k, n, d);
+    if parallel {
+        dst.par_chunks_mut(kblocks(k) * KBLOCK).enumerate().for_each(pack);
+    } else {
+        dst.chunks_mut(kblocks(k) * KBLOCK).enumerate().for_each(pack);
+    }
+}
+
+/// out[m×n] (row stride n) = a·b, or += when `accumulate`, then `epilogue` on each row segment of each block as it
+/// is written. Views and lengths were checked by the caller. A constant B (`ops.b_const`) is packed once and kept
+/// with its tensor; any other B is packed for this product.
 pub(crate) fn gemm<M: Micro>(
     micro: &M,
     blocking: Blocking,
@@ -65,23 +124,28 @@ pub(crate) fn gemm<M: Micro>(
     out: &mut [f32],
     parallel: bool,
     accumulate: bool,
+    epilogue: Option<&Epilogue>,
 ) {
     let [_, k, n] = ops.dims;
-    let kb = kblocks(k);
-    let b_panels = n.div_ceil(PANEL);
-    with_scratch(&B_SCRATCH, b_panels * kb * KBLOCK + SPARE, |bp| {
-        let pack_b = |(q, dst): (usize, &mut [u16])| pack_b_panel(ops.b, ops.bm, q, k, n, dst);
-        let panels = &mut bp[..b_panels * kb * KBLOCK];
-        if parallel {
-            panels.par_chunks_mut(kb * KBLOCK).enumerate().for_each(pack_b);
-        } else {
-            panels.chunks_mut(kb * KBLOCK).enumerate().for_each(pack_b);
-        }
-        rows_times_panels(micro, blocking, ops, bp, out, parallel, accumulate)
+    let len = n.div_ceil(PANEL) * kblocks(k) * KBLOCK;
+    if let Some(t) = ops.b_const {
+        let Mat { off, rs, cs } = ops.bm;
+        let packed = t.derived(PackKey { off, rs, cs, k, n }, || {
+            let mut buf = vec![0u16; len + SPARE + LINE];
+            let off = line_offset(&buf);
+            pack_b(ops, &mut buf[off..off + len], parallel);
+            PackedB { buf, off, len: len + SPARE }
+        });
+        return rows_times_panels(micro, blocking, ops, packed.values(), out, parallel, accumulate, epilogue);
+    }
+    with_scratch(&B_SCRATCH, len + SPARE, |bp| {
+        pack_b(ops, &mut bp[..len], parallel);
+        rows_times_panels(micro, blocking, ops, bp, out, parallel, accumulate, epilogue)
     })
 }
 
 /// The row chunks of the output against the packed B panels `bp`.
+#[allow(clippy::too_many_arguments)]
 fn rows_times_panels<M: Micro>(
     micro: &M,
     blocking: Blocking,
@@ -90,6 +154,7 @@ fn rows_times_panels<M: Micro>(
     out: &mut [f32],
     parallel: bool,
     accumulate: bool,
+    epilogue: Option<&Epilogue>,
 ) {
     let ([m, k, n], a, am) = (ops.dims, ops.a, ops.am);
     let kb = kblocks(k);
@@ -105,18 +170,27 @@ fn rows_times_panels<M: Micro>(
         let a_panels = rows.div_ceil(PANEL);
         with_scratch(&A_SCRATCH, a_panels * kb * KBLOCK + SPARE, |ap| {
             pack_a(a, am, r0..r0 + rows, k, ap);
-            with_scratch(&C_SCRATCH, a_panels * b_panels * BLOCK, |c| {
-                micro.products(ap, a_panels, bp, b_panels, kb, blocking.kc, c);
-                for (blk, c) in c.chunks_exact(BLOCK).enumerate() {
-                    let (row0, col0) = ((blk % a_panels) * PANEL, (blk / a_panels) * PANEL);
+            // One column panel at a time, so that its blocks are written out (and finished by the epilogue) while
+            // they are in L1: all the chunk's blocks at once were 1.5 MiB at MiniLM's widest product, most of it
+            // gone from L2 by the time it was copied.
+            with_scratch(&C_SCRATCH, a_panels * BLOCK, |c| {
+                for j in 0..b_panels {
+                    micro.products(ap, a_panels, &bp[j * kb * KBLOCK..], 1, kb, blocking.kc, c);
+                    let col0 = j * PANEL;
                     let cols = PANEL.min(n - col0);
-                    for r in 0..PANEL.min(rows - row0) {
-                        let dst = &mut o[(row0 + r) * n + col0..][..cols];
-                        let src = &c[r * PANEL..][..cols];
-                        if accumulate {
-                            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                        } else {
-                            dst.copy_from_slice(src);
+                    for (i, c) in c.chunks_exact(BLOCK).enumerate() {
+                        let row0 = i * PANEL;
+                        for r in 0..PANEL.min(rows - row0) {
+                            let dst = &mut o[(row0 + r) * n + col0..][..cols];
+                            let src = &c[r * PANEL..][..cols];
+                            if accumulate {
+                                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                            } else {
+                                dst.copy_from_slice(src);
+                            }
+                            if let Some(epi) = epilogue {
+                                epi(dst, r0 + row0 + r, col0);
+                            }
                         }
                     }
                 }
@@ -140,7 +214,7 @@ mod tests {
     /// Largest |got - exact| / sum_k |a b| over the output, with the exact product in f64.
     /// `tb`: b stored [n, k] and read transposed; `ta` likewise for a (stored [k, m]).
     fn worst(m: usize, k: usize, n: usize, (ta, tb): (bool, bool), micro: &impl Micro, accumulate: bool) -> f64 {
-        worst_with(m, k, n, (ta, tb), micro, accumulate, BLOCKING)
+        worst_with(m, k, n, (ta, tb), micro, accumulate, Blocking::for_depth(k))
     }
 
     fn worst_with(
@@ -159,7 +233,7 @@ mod tests {
         let bm = Mat::dense(0, if tb { k } else { n }, tb);
         let am = Mat::dense(0, if ta { m } else { k }, ta);
         let mut out = if accumulate { start.clone() } else { vec![f32::NAN; m * n] };
-        gemm(micro, blocking, &Operands { dims: [m, k, n], a: &a, am, b: &b, bm }, &mut out, true, accumulate);
+        gemm(micro, blocking, &Operands::new([m, k, n], &a, am, &b, bm), &mut out, true, accumulate, None);
         let mut worst = 0f64;
         for i in 0..m {
             for j in 0..n {
@@ -182,6 +256,66 @@ mod tests {
     /// would be 1e-3 to 1e-5.
     fn bound(k: usize) -> f64 {
         (k as f64 + 4.0) * 2f64.powi(-24)
+    }
+
+    #[test]
+    fn a_constant_b_is_packed_once_and_gives_the_same_products() {
+        let (m, k, n) = (70, 100, 45);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let t = crate::tensor::Tensor::from_vec(b, [k * n]).unwrap();
+        let b = t.as_slice::<f32>().unwrap();
+        let am = Mat::dense(0, k, false);
+        for tb in [false, true] {
+            let bm = Mat::dense(0, if tb { k } else { n }, tb);
+            let run = |ops: &Operands| {
+                let mut out = vec![f32::NAN; m * n];
+                gemm(&Emulated, Blocking::for_depth(k), ops, &mut out, true, false, None);
+                out
+            };
+            let plain = run(&Operands::new([m, k, n], &a, am, b, bm));
+            let kept = Operands::new([m, k, n], &a, am, b, bm).with_const_b(Some(&t));
+            assert_eq!(run(&kept), plain, "tb = {tb}: first product with the packing kept");
+            assert_eq!(run(&kept), plain, "tb = {tb}: with the kept packing");
+            let Mat { off, rs, cs } = bm;
+            t.derived(PackKey { off, rs, cs, k, n }, || -> PackedB { panic!("tb = {tb}: packed again") });
+        }
+    }
+
+    #[test]
+    fn the_epilogue_sees_every_segment_once_at_its_place() {
+        for &(m, k, n) in &[(1, 5, 1), (33, 40, 70), (300, 64, 45)] {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(m as u64);
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let ops = Operands::new([m, k, n], &a, Mat::dense(0, k, false), &b, Mat::dense(0, n, false));
+            let mut plain = vec![f32::NAN; m * n];
+            gemm(&Emulated, Blocking::for_depth(k), &ops, &mut plain, true, false, None);
+            // Adds a value that names the element, so a segment given the wrong place, or twice, shows.
+            let epi = |seg: &mut [f32], row: usize, col: usize| {
+                for (j, v) in seg.iter_mut().enumerate() {
+                    *v += (row * n + col + j) as f32 * 8.0;
+                }
+            };
+            let mut fused = vec![f32::NAN; m * n];
+            gemm(&Emulated, Blocking::for_depth(k), &ops, &mut fused, true, false, Some(&epi));
+            for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+                assert_eq!(*f, p + i as f32 * 8.0, "[{m}, {k}, {n}] element {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn scratch_starts_on_a_cache_line() {
+        for len in [1, 31, 4097, 100_000] {
+            with_scratch(&A_SCRATCH, len, |s| assert_eq!((s.as_ptr() as usize % LINE, s.len()), (0, len)));
+            with_scratch(&C_SCRATCH, len, |s| assert_eq!((s.as_ptr() as usize % LINE, s.len()), (0, len)));
+            // Nested: a fresh buffer, aligned as well.
+            with_scratch(&A_SCRATCH, len, |_| {
+                with_scratch(&A_SCRATCH, len, |s| assert_eq!(s.as_ptr() as usize % LINE, 0));
+            });
+        }
     }
 
     #[test]

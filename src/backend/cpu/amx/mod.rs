@@ -13,15 +13,21 @@ mod gemm;
 mod micro;
 mod pack;
 
-use super::matmul::Operands;
+use super::matmul::{Epilogue, Operands};
 
 /// Products smaller than this many multiply-adds stay on the FMA kernels: packing and tile setup would cost more
 /// than the tile unit saves.
 const MIN_WORK: usize = 1 << 20;
 
-/// Whether this process runs large f32 products on AMX (the CPU has it, `MLX_NATIVE_AMX=1`, Linux granted it).
+/// Whether this process runs large f32 products on AMX (the CPU has it, Linux granted it, `MLX_NATIVE_AMX=0` did not
+/// turn it off).
 pub fn enabled() -> bool {
     detect::available()
+}
+
+/// Whether `MLX_NATIVE_AMX=0` turned the AMX products off.
+pub fn turned_off() -> bool {
+    detect::turned_off()
 }
 
 /// Whether the CPU has AMX-BF16 (whether or not it is used).
@@ -30,9 +36,15 @@ pub fn present() -> bool {
 }
 
 /// Runs out[m×n] = a·b (or += when `accumulate`) on the tile unit when this machine has one, it was asked for and
-/// the product is large enough; returns false (nothing written) otherwise. The views and lengths were checked by the
-/// caller.
-pub(crate) fn try_gemm(ops: &Operands, out: &mut [f32], parallel: bool, accumulate: bool) -> bool {
+/// the product is large enough, then runs `epilogue` on every row segment as it is written; returns false (nothing
+/// written) otherwise. The views and lengths were checked by the caller.
+pub(crate) fn try_gemm(
+    ops: &Operands,
+    out: &mut [f32],
+    parallel: bool,
+    accumulate: bool,
+    epilogue: Option<&Epilogue>,
+) -> bool {
     let [m, k, n] = ops.dims;
     if m < 16 || n < 16 || k < 16 || m * n * k < MIN_WORK {
         return false;
@@ -42,9 +54,9 @@ pub(crate) fn try_gemm(ops: &Operands, out: &mut [f32], parallel: bool, accumula
     }
     #[cfg(target_arch = "x86_64")]
     if let Some(amx) = micro::Amx::new() {
-        gemm::gemm(&amx, gemm::BLOCKING, ops, out, parallel, accumulate);
+        gemm::gemm(&amx, gemm::Blocking::for_depth(k), ops, out, parallel, accumulate, epilogue);
         return true;
     }
-    let _ = (out, parallel, accumulate);
+    let _ = (out, parallel, accumulate, epilogue);
     false
 }
