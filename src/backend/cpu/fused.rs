@@ -1,5 +1,6 @@
-//! FusedLinearAdd, FusedLinearAddGelu and FusedLinearAddResidual: one product into the output, then one pass over
-//! it that adds the bias (and the residual) and applies GELU while each row is still in cache.
+//! FusedLinearAdd, FusedLinearAddGelu and FusedLinearAddResidual: one product into the output whose epilogue adds
+//! the bias (and the residual) and applies GELU: on the AMX path to each block as it is written, otherwise in one
+//! pass over the rows after the product.
 
 use half::{bf16, f16};
 

@@ -1,4 +1,4 @@
-//! Batched matrix products: on Intel AMX where it is turned on (amx/), else through the `gemm` crate. Operands are
+//! Batched matrix products: on Intel AMX where the CPU has it (amx/), else through the `gemm` crate. Operands are
 //! read through strides, so transposed sides cost no copy; broadcast batch dimensions are strides of zero matrices.
 
 use gemm::Parallelism;

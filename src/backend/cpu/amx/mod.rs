@@ -3,10 +3,10 @@
 //! times the multiply-adds per cycle of AVX-512 FMA. `matmul::gemm_f32` offers every product here first; the FMA
 //! kernels (the `gemm` crate) run whatever [`try_gemm`] declines.
 //!
-//! Experimental and off by default (`MLX_NATIVE_AMX=1` turns it on): on the one AMX machine measured (a shared
-//! Xeon VM) the products are f32-accurate but the MiniLM forward was 1.2-1.4x slower than with the FMA kernels.
-//! The tile unit alone would be 3-4x faster; the tile loads (16 KiB from L2 per 24 products) and the operand
-//! packing are what is left to tune (BENCHMARKS.md, session 5).
+//! On wherever the CPU has AMX and Linux grants the tile state; `MLX_NATIVE_AMX=0` turns it off. On the one AMX
+//! machine measured (a shared Xeon VM, 2 threads) the products take about 1.4x the tile unit's own time and half
+//! the FMA kernels', and the MiniLM forward runs 1.3x faster (BENCHMARKS.md, session 6). Constant weights are packed
+//! once and kept with their tensor (1.5x the f32 weight's memory).
 
 mod detect;
 mod gemm;
