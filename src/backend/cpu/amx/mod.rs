@@ -35,8 +35,8 @@ pub fn present() -> bool {
     detect::present()
 }
 
-/// Runs out[m×n] = a·b (or += when `accumulate`) on the tile unit when this machine has one, it was asked for and
-/// the product is large enough, then runs `epilogue` on every row segment as it is written; returns false (nothing
+/// Runs out[m×n] = a·b (or += when `accumulate`) on the tile unit when this machine has one, it was not turned off
+/// and the product is large enough, then runs `epilogue` on every row segment as it is written; returns false (nothing
 /// written) otherwise. The views and lengths were checked by the caller.
 pub(crate) fn try_gemm(
     ops: &Operands,
