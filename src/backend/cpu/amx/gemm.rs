@@ -175,7 +175,7 @@ fn rows_times_panels<M: Micro>(
             // gone from L2 by the time it was copied.
             with_scratch(&C_SCRATCH, a_panels * BLOCK, |c| {
                 for j in 0..b_panels {
-                    micro.products(ap, a_panels, &bp[j * kb * KBLOCK..], 1, kb, blocking.kc, c);
+                    micro.products(ap, a_panels, &bp[j * kb * KBLOCK..], kb, blocking.kc, c);
                     let col0 = j * PANEL;
                     let cols = PANEL.min(n - col0);
                     for (i, c) in c.chunks_exact(BLOCK).enumerate() {

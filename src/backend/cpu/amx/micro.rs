@@ -18,24 +18,13 @@ pub(crate) const BLOCK: usize = PANEL * PANEL;
 #[cfg(test)]
 const TERMS: [(usize, usize); 6] = [(0, 0), (0, 1), (1, 1), (1, 0), (2, 0), (0, 2)];
 
-/// Computes every 32 x 32 block of packed A panels times packed B panels.
+/// Computes the 32 x 32 blocks of packed A panels times one packed B panel.
 pub(crate) trait Micro: Sync {
-    /// Block (i, j), the product of A panel i and B panel j over `kblocks` k-blocks, into
-    /// `c[(j * a_panels + i) * BLOCK..][..BLOCK]`. `a` holds `a_panels` panels, `b` `b_panels`, each
-    /// `kblocks * KBLOCK` values, and each one spare k-block after them (see [`SPARE`]). The k-blocks are taken
-    /// `kc` at a time for every block before the next `kc` (so that those of one B panel stay in L1 while the A
-    /// panels pass), the partial blocks kept in `c`.
-    #[allow(clippy::too_many_arguments)]
-    fn products(
-        &self,
-        a: &[u16],
-        a_panels: usize,
-        b: &[u16],
-        b_panels: usize,
-        kblocks: usize,
-        kc: usize,
-        c: &mut [f32],
-    );
+    /// Block i, the product of A panel i and the B panel over `kblocks` k-blocks, into `c[i * BLOCK..][..BLOCK]`.
+    /// `a` holds `a_panels` panels, `b` one, each `kblocks * KBLOCK` values, and each one spare k-block after them
+    /// (see [`SPARE`]). The k-blocks are taken `kc` at a time for every block before the next `kc` (so that those
+    /// of the B panel stay in L1 while the A panels pass), the partial blocks kept in `c`.
+    fn products(&self, a: &[u16], a_panels: usize, b: &[u16], kblocks: usize, kc: usize, c: &mut [f32]);
 }
 
 /// The scalar model of `tdpbf16ps` (same packed layouts, same terms): tests the packing and blocking on any CPU.
@@ -44,35 +33,24 @@ pub(crate) struct Emulated;
 
 #[cfg(test)]
 impl Micro for Emulated {
-    fn products(
-        &self,
-        a: &[u16],
-        a_panels: usize,
-        b: &[u16],
-        b_panels: usize,
-        kblocks: usize,
-        _kc: usize,
-        c: &mut [f32],
-    ) {
+    fn products(&self, a: &[u16], a_panels: usize, b: &[u16], kblocks: usize, _kc: usize, c: &mut [f32]) {
         let f = |v: u16| half::bf16::from_bits(v).to_f32();
-        for j in 0..b_panels {
-            for i in 0..a_panels {
-                let c = &mut c[(j * a_panels + i) * BLOCK..][..BLOCK];
-                c.fill(0.0);
-                for kb in 0..kblocks {
-                    let pa = &a[(i * kblocks + kb) * KBLOCK..][..KBLOCK];
-                    let pb = &b[(j * kblocks + kb) * KBLOCK..][..KBLOCK];
-                    for (ta, tb) in TERMS {
-                        for (rh, ch) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                            let at = &pa[(ta * 2 + rh) * TILE..][..TILE];
-                            let bt = &pb[(tb * 2 + ch) * TILE..][..TILE];
-                            for r in 0..16 {
-                                for col in 0..16 {
-                                    let acc = &mut c[(rh * 16 + r) * PANEL + ch * 16 + col];
-                                    for kp in 0..16 {
-                                        *acc += f(at[r * 32 + 2 * kp]) * f(bt[kp * 32 + 2 * col]);
-                                        *acc += f(at[r * 32 + 2 * kp + 1]) * f(bt[kp * 32 + 2 * col + 1]);
-                                    }
+        for i in 0..a_panels {
+            let c = &mut c[i * BLOCK..][..BLOCK];
+            c.fill(0.0);
+            for kb in 0..kblocks {
+                let pa = &a[(i * kblocks + kb) * KBLOCK..][..KBLOCK];
+                let pb = &b[kb * KBLOCK..][..KBLOCK];
+                for (ta, tb) in TERMS {
+                    for (rh, ch) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let at = &pa[(ta * 2 + rh) * TILE..][..TILE];
+                        let bt = &pb[(tb * 2 + ch) * TILE..][..TILE];
+                        for r in 0..16 {
+                            for col in 0..16 {
+                                let acc = &mut c[(rh * 16 + r) * PANEL + ch * 16 + col];
+                                for kp in 0..16 {
+                                    *acc += f(at[r * 32 + 2 * kp]) * f(bt[kp * 32 + 2 * col]);
+                                    *acc += f(at[r * 32 + 2 * kp + 1]) * f(bt[kp * 32 + 2 * col + 1]);
                                 }
                             }
                         }
@@ -108,20 +86,11 @@ struct TileConfig {
 
 #[cfg(target_arch = "x86_64")]
 impl Micro for Amx {
-    fn products(
-        &self,
-        a: &[u16],
-        a_panels: usize,
-        b: &[u16],
-        b_panels: usize,
-        kblocks: usize,
-        kc: usize,
-        c: &mut [f32],
-    ) {
+    fn products(&self, a: &[u16], a_panels: usize, b: &[u16], kblocks: usize, kc: usize, c: &mut [f32]) {
         // The asm reads whole panels and one spare k-block, and writes whole blocks: shorter slices would be
         // accesses past their ends.
-        assert!(a.len() >= (a_panels * kblocks + 1) * KBLOCK && b.len() >= (b_panels * kblocks + 1) * KBLOCK);
-        assert!(c.len() >= a_panels * b_panels * BLOCK && kc > 0);
+        assert!(a.len() >= (a_panels * kblocks + 1) * KBLOCK && b.len() >= (kblocks + 1) * KBLOCK);
+        assert!(c.len() >= a_panels * BLOCK && kc > 0);
         let mut cfg = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
         for t in 0..8 {
             cfg.colsb[t] = 64;
@@ -133,46 +102,44 @@ impl Micro for Amx {
         let mut kb0 = 0;
         while kb0 < kblocks {
             let nk = kc.min(kblocks - kb0);
-            for j in 0..b_panels {
-                let pb = b[(j * kblocks + kb0) * KBLOCK..].as_ptr();
-                for i in 0..a_panels {
-                    let pa = a[(i * kblocks + kb0) * KBLOCK..].as_ptr();
-                    let cb = c[(j * a_panels + i) * BLOCK..].as_mut_ptr();
-                    // SAFETY: the tiles are configured above; pa and pb each point at `nk` k-blocks of KBLOCK
-                    // u16 followed by at least one more (checked against the slices' lengths above), read 6 KiB
-                    // per k-block in 1 KiB tiles of 16 rows x 64 bytes; cb is a 32 x 32 f32 block inside `c`
-                    // (checked above), read and written as four 16 x 64-byte tiles with a 128-byte row stride.
-                    unsafe {
-                        if kb0 == 0 {
-                            std::arch::asm!(
-                                "tilezero tmm0",
-                                "tilezero tmm1",
-                                "tilezero tmm2",
-                                "tilezero tmm3",
-                                options(nostack, nomem)
-                            );
-                        } else {
-                            std::arch::asm!(
-                                "tileloadd tmm0, [{c} + {cs}*1]",
-                                "tileloadd tmm1, [{c} + {cs}*1 + 64]",
-                                "tileloadd tmm2, [{c} + {cs}*1 + 2048]",
-                                "tileloadd tmm3, [{c} + {cs}*1 + 2112]",
-                                c = in(reg) cb,
-                                cs = in(reg) 128usize,
-                                options(nostack, readonly)
-                            );
-                        }
-                        k_loop(pa, pb, nk);
+            let pb = b[kb0 * KBLOCK..].as_ptr();
+            for i in 0..a_panels {
+                let pa = a[(i * kblocks + kb0) * KBLOCK..].as_ptr();
+                let cb = c[i * BLOCK..].as_mut_ptr();
+                // SAFETY: the tiles are configured above; pa and pb each point at `nk` k-blocks of KBLOCK
+                // u16 followed by at least one more (checked against the slices' lengths above), read 6 KiB
+                // per k-block in 1 KiB tiles of 16 rows x 64 bytes; cb is a 32 x 32 f32 block inside `c`
+                // (checked above), read and written as four 16 x 64-byte tiles with a 128-byte row stride.
+                unsafe {
+                    if kb0 == 0 {
                         std::arch::asm!(
-                            "tilestored [{c} + {cs}*1], tmm0",
-                            "tilestored [{c} + {cs}*1 + 64], tmm1",
-                            "tilestored [{c} + {cs}*1 + 2048], tmm2",
-                            "tilestored [{c} + {cs}*1 + 2112], tmm3",
+                            "tilezero tmm0",
+                            "tilezero tmm1",
+                            "tilezero tmm2",
+                            "tilezero tmm3",
+                            options(nostack, nomem)
+                        );
+                    } else {
+                        std::arch::asm!(
+                            "tileloadd tmm0, [{c} + {cs}*1]",
+                            "tileloadd tmm1, [{c} + {cs}*1 + 64]",
+                            "tileloadd tmm2, [{c} + {cs}*1 + 2048]",
+                            "tileloadd tmm3, [{c} + {cs}*1 + 2112]",
                             c = in(reg) cb,
                             cs = in(reg) 128usize,
-                            options(nostack)
+                            options(nostack, readonly)
                         );
                     }
+                    k_loop(pa, pb, nk);
+                    std::arch::asm!(
+                        "tilestored [{c} + {cs}*1], tmm0",
+                        "tilestored [{c} + {cs}*1 + 64], tmm1",
+                        "tilestored [{c} + {cs}*1 + 2048], tmm2",
+                        "tilestored [{c} + {cs}*1 + 2112], tmm3",
+                        c = in(reg) cb,
+                        cs = in(reg) 128usize,
+                        options(nostack)
+                    );
                 }
             }
             kb0 += nk;
