@@ -88,24 +88,8 @@ pub(crate) fn attention(
     let [_, hkv, skv, _] = dims4(&ds[1].shape);
     let dv = ds[2].shape.dims()[3];
     let mask = mask_input(xs.get(3), ds.get(3), [b, hq, sq, skv])?;
-    let p = Problem {
-        q: &q,
-        k: &k,
-        v: &v,
-        qs: [hq * sq * d, sq * d, d],
-        ks: [hkv * skv * d, skv * d, d],
-        vs: [hkv * skv * dv, skv * dv, dv],
-        packed_out: false,
-        mask: mask.as_ref().map(|(m, s)| (&m[..], *s)),
-        hq,
-        group: hq / hkv.max(1),
-        sq,
-        skv,
-        d,
-        dv,
-        scale,
-        causal,
-    };
+    let mask = mask.as_ref().map(|(m, s)| (&m[..], *s));
+    let p = Problem::dense(&q, &k, &v, [hq, hkv, sq, skv, d, dv], mask, scale, causal);
     write_f32(out, od.shape.numel(), |o| p.run(b, o))
 }
 
@@ -150,7 +134,38 @@ pub(crate) fn packed_attention(
     write_f32(out, od.shape.numel(), |o| p.run(b, o))
 }
 
-impl Problem<'_> {
+impl<'a> Problem<'a> {
+    /// Dense q `[b, hq, sq, d]`, k `[b, hkv, skv, d]`, v `[b, hkv, skv, dv]`, output `[b, hq, sq, dv]`.
+    #[allow(clippy::too_many_arguments)]
+    fn dense(
+        q: &'a [f32],
+        k: &'a [f32],
+        v: &'a [f32],
+        [hq, hkv, sq, skv, d, dv]: [usize; 6],
+        mask: Option<(&'a [f32], [usize; 4])>,
+        scale: f32,
+        causal: bool,
+    ) -> Self {
+        Problem {
+            q,
+            k,
+            v,
+            qs: [hq * sq * d, sq * d, d],
+            ks: [hkv * skv * d, skv * d, d],
+            vs: [hkv * skv * dv, skv * dv, dv],
+            packed_out: false,
+            mask,
+            hq,
+            group: hq / hkv.max(1),
+            sq,
+            skv,
+            d,
+            dv,
+            scale,
+            causal,
+        }
+    }
+
     /// The whole problem into `o` ([b, hq, sq, dv]), in parallel over heads and query blocks when large enough.
     fn run(&self, b: usize, o: &mut [f32]) -> Result<()> {
         let (hq, sq, skv, d, dv) = (self.hq, self.sq, self.skv, self.d, self.dv);
@@ -402,24 +417,8 @@ mod tests {
             let k: Vec<f32> = (0..b * hkv * skv * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let v: Vec<f32> = (0..b * hkv * skv * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let mask: Vec<f32> = (0..sq * skv).map(|_| rng.random_range(-2.0f32..0.0)).collect();
-            let p = Problem {
-                q: &q,
-                k: &k,
-                v: &v,
-                qs: [hq * sq * d, sq * d, d],
-                ks: [hkv * skv * d, skv * d, d],
-                vs: [hkv * skv * d, skv * d, d],
-                packed_out: false,
-                mask: masked.then_some((&mask[..], [0, 0, skv, 1])),
-                hq,
-                group: hq / hkv,
-                sq,
-                skv,
-                d,
-                dv: d,
-                scale: 1.0 / (d as f32).sqrt(),
-                causal,
-            };
+            let mask = masked.then_some((&mask[..], [0, 0, skv, 1]));
+            let p = Problem::dense(&q, &k, &v, [hq, hkv, sq, skv, d, d], mask, 1.0 / (d as f32).sqrt(), causal);
             let mut o = vec![f32::NAN; b * hq * sq * d];
             p.run(b, &mut o).unwrap();
             for bi in 0..b {
