@@ -81,54 +81,37 @@ fn split_block(len: usize, contiguous: Option<&[f32]>, get: impl Fn(usize) -> f3
 /// Packs rows `rows` of the [.., k] matrix `a` (view `am`) as `rows.len().div_ceil(32)` panels into `dst` (at least
 /// that many panels long; every value of those panels is written, padding included).
 pub(crate) fn pack_a(a: &[f32], am: Mat, rows: std::ops::Range<usize>, k: usize, dst: &mut [u16]) {
-    let kb = kblocks(k);
-    let padded = rows.len().div_ceil(PANEL) * PANEL;
-    for i in rows.len()..padded {
-        let base = (i / PANEL) * kb * KBLOCK + ((i % PANEL) / 16) * TILE + (i % 16) * PANEL;
-        for b in 0..kb {
-            for p in 0..3 {
-                dst[base + b * KBLOCK + p * 2 * TILE..][..PANEL].fill(0);
-            }
-        }
-    }
-    if am.cs == 1 {
-        // Panel by panel, k-block by k-block: each k-block's 6 KiB is then written front to back. Row by row, the
-        // writes of one row were 6 KiB apart, all in two sets of L1, and took 2.8x as long (k = 1536, dev machine).
-        let first_row = rows.start;
-        for (p, panel) in dst.chunks_mut(kb * KBLOCK).take(rows.len().div_ceil(PANEL)).enumerate() {
-            let r0 = first_row + p * PANEL;
-            let n = PANEL.min(rows.end - r0);
+    let panels = rows.len().div_ceil(PANEL);
+    // A transposed view is gathered a panel at a time into contiguous rows first (rare: only `ta` products).
+    let mut gathered = if am.cs == 1 { Vec::new() } else { vec![0f32; PANEL * k] };
+    for (p, panel) in dst.chunks_mut(kblocks(k) * KBLOCK).take(panels).enumerate() {
+        let r0 = rows.start + p * PANEL;
+        let n = PANEL.min(rows.end - r0);
+        if am.cs == 1 {
             split_panel(&a[am.off + r0 * am.rs..], am.rs, n, k, panel);
-        }
-        return;
-    }
-    for (i, row) in rows.enumerate() {
-        let (panel, half, r) = (i / PANEL, (i % PANEL) / 16, i % 16);
-        let base = panel * kb * KBLOCK + half * TILE + r * PANEL;
-        let first = am.off + row * am.rs;
-        for b in 0..kb {
-            let (k0, len) = (b * PANEL, PANEL.min(k - b * PANEL));
-            let parts = split_block(len, None, |t| a[first + (k0 + t) * am.cs]);
-            let at = base + b * KBLOCK;
-            // All 32: past k the parts are zeros.
-            for (p, part) in parts.iter().enumerate() {
-                dst[at + p * 2 * TILE..][..PANEL].copy_from_slice(part);
+        } else {
+            for (r, row) in gathered.chunks_exact_mut(k).take(n).enumerate() {
+                let first = am.off + (r0 + r) * am.rs;
+                row.iter_mut().enumerate().for_each(|(t, v)| *v = a[first + t * am.cs]);
             }
+            split_panel(&gathered, k, n, k, panel);
         }
     }
 }
 
 multiversion! {
     /// Splits `rows` (at most 32) contiguous rows of A, `rs` apart in `a`, into one panel `dst`: k-block b's part p
-    /// of row r at `dst[b * KBLOCK + p * 2 * TILE + (r / 16) * TILE + (r % 16) * 32..][..32]`, zeros past k. One
-    /// call per panel with everything inlined, so the split runs in vector registers straight into the panel. On the
-    /// host's Xeon (one thread) this takes 0.6-0.8 ns a value; a call per k-block through a stack copy took 1.1 ns at
-    /// k = 384 and 2-2.6 ns at k = 1536, a fifth of the products' time in the MiniLM forward.
+    /// of row r at `dst[b * KBLOCK + p * 2 * TILE + (r / 16) * TILE + (r % 16) * 32..][..32]`, zeros past k and in
+    /// rows from `rows` to 32. Panel by panel, k-block by k-block, each k-block's 6 KiB is written front to back (row
+    /// by row, one row's writes were 6 KiB apart, all in two sets of L1, and took 2.8x as long at k = 1536 on the dev
+    /// machine). One call per panel with everything inlined, so the split runs in vector registers straight into the
+    /// panel. On the host's Xeon (one thread) this takes 0.6-0.8 ns a value; a call per k-block through a stack copy
+    /// took 1.1 ns at k = 384 and 2-2.6 ns at k = 1536, a fifth of the products' time in the MiniLM forward.
     fn split_panel(a: &[f32], rs: usize, rows: usize, k: usize, dst: &mut [u16]) {
         for (b, kd) in dst.chunks_exact_mut(KBLOCK).take(kblocks(k)).enumerate() {
             let (k0, len) = (b * PANEL, PANEL.min(k - b * PANEL));
-            for r in 0..rows {
-                let run = &a[r * rs + k0..][..len];
+            for r in 0..PANEL {
+                let run: &[f32] = if r < rows { &a[r * rs + k0..][..len] } else { &[] };
                 let (d0, rest) = kd[(r / 16) * TILE + (r % 16) * PANEL..].split_at_mut(2 * TILE);
                 let (d1, d2) = rest.split_at_mut(2 * TILE);
                 let (d0, d1, d2) = (&mut d0[..PANEL], &mut d1[..PANEL], &mut d2[..PANEL]);
