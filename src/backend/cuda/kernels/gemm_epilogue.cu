@@ -468,24 +468,54 @@ __device__ __forceinline__ void ge_tma_load(u32 dst, const GeTmaMap* map, int c0
                  : "memory");
 }
 
-// Finishes chunks first, first + step, ... of one staged 64 x BN block (rows m0.., columns n0..): bias, activation,
-// one 16-byte store per 8 columns. A rolled loop on purpose: unrolled over the accumulators, the erf form's epilogue
-// outgrew the instruction cache (ncu: half of all stall cycles waiting for instructions). Two chunks per step, so
-// that their activations interleave (one warp per scheduler runs this).
-template <typename T, int BN, int ACT>
-__device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int step, int m0, int n0,
+// The epilogue threads' view of one staged 64 x BN block: EPI threads take its 8-column chunks in turn (thread t:
+// chunks t, t + EPI, ...), so a thread meets only PERIOD distinct column chunks, and its bias can sit in registers
+// for the whole tile. Loading the bias inside the chunk loop cost 1.5 us of the bf16 [4096, 384, 1536] launch:
+// one L1 round trip per chunk, in a loop that is latency-bound (session 8's probes, tools/gemm/README.md).
+template <int BN, int EPI> struct GeTmaChunks {
+    static constexpr int CPR = BN / 8;                 // chunks per row
+    static constexpr int PER_THREAD = 64 * CPR / EPI;  // chunks of one 64-row block per thread
+    static constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
+    static constexpr int PERIOD = CPR / gcd(EPI % CPR, CPR);
+    // Chunks finished per loop step (a multiple of PERIOD, at least 2 so that activations interleave).
+    static constexpr int STEP = PERIOD >= 2 ? PERIOD : 2;
+    static_assert((64 * CPR) % EPI == 0 && PER_THREAD % STEP == 0, "chunks must split evenly over the threads");
+};
+
+// The bias of thread t's PERIOD column chunks (columns n0 + ((t + p EPI) % CPR) * 8 ..), 16 bytes each, as
+// stored (12 registers for BN = 192: all 192 accumulators are still live here); zeros past n. Only for n a
+// multiple of 8 (every chunk inside n is whole).
+template <typename T, int BN, int EPI>
+__device__ __forceinline__ void ge_tma_bias(uint4 (&b)[GeTmaChunks<BN, EPI>::PERIOD], int t, int n0,
+                                            const T* __restrict__ bias, int n) {
+    using G = GeTmaChunks<BN, EPI>;
+#pragma unroll
+    for (int p = 0; p < G::PERIOD; ++p) {
+        const int col = n0 + ((t + p * EPI) % G::CPR) * 8;
+        b[p] = col < n ? *reinterpret_cast<const uint4*>(bias + col) : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
+// Finishes thread t's chunks of one staged 64 x BN block (rows m0.., columns n0..): bias, activation, one 16-byte
+// store per 8 columns. A rolled loop on purpose: unrolled over the accumulators, the erf form's epilogue outgrew
+// the instruction cache (ncu: half of all stall cycles waiting for instructions). STEP chunks per step, so that
+// their activations interleave (one warp per scheduler runs this). `b`: ge_tma_bias's registers, used when n is a
+// multiple of 8; otherwise each element's bias is read with its bounds check.
+template <typename T, int BN, int EPI, int ACT>
+__device__ __forceinline__ void ge_tma_finish(const float* stg, int t, int m0, int n0,
+                                              const uint4 (&b)[GeTmaChunks<BN, EPI>::PERIOD],
                                               const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
-    constexpr int CPR = BN / 8, LDS = BN + 8, CHUNKS = 64 * CPR;
+    using G = GeTmaChunks<BN, EPI>;
+    constexpr int LDS = BN + 8;
     const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store
-    auto finish = [&](int i) {
-        const int r = i / CPR, c = (i % CPR) * 8, row = m0 + r, col = n0 + c;
+    auto finish = [&](int i, const uint4& braw) {
+        const int r = i / G::CPR, c = (i % G::CPR) * 8, row = m0 + r, col = n0 + c;
         if (row >= m || col >= n) return;
         const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
         const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
         const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
         T* d = C + ((size_t)row * n + col);
         if (vec) {
-            const uint4 braw = *reinterpret_cast<const uint4*>(bias + col);
             const T* bv = reinterpret_cast<const T*>(&braw);
             u32 o[4];
 #pragma unroll
@@ -500,9 +530,9 @@ __device__ __forceinline__ void ge_tma_finish(const float* stg, int first, int s
         }
     };
 #pragma unroll 1
-    for (int i = first; i < CHUNKS; i += 2 * step) {
-        finish(i);
-        if (i + step < CHUNKS) finish(i + step);
+    for (int q = 0; q < G::PER_THREAD; q += G::STEP) {
+#pragma unroll
+        for (int s = 0; s < G::STEP; ++s) finish(t + (q + s) * EPI, b[s % G::PERIOD]);
     }
 }
 
@@ -599,6 +629,8 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
 
         // Epilogue, one m64 block at a time: the f32 accumulators (warp wq holds rows 16 wq .. 16 wq + 15, in the
         // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out.
+        uint4 bv[GeTmaChunks<BN, EPI>::PERIOD];
+        if ((n & 7) == 0) ge_tma_bias<T, BN, EPI>(bv, wt, n0, bias, n);
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
@@ -610,7 +642,7 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
                         make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
                 }
             asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
-            ge_tma_finish<T, BN, ACT>(stg, wt, EPI, m0 + mi * 64, n0, bias, C, m, n);
+            ge_tma_finish<T, BN, EPI, ACT>(stg, wt, m0 + mi * 64, n0, bv, bias, C, m, n);
             asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
         }
     }
