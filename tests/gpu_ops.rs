@@ -757,6 +757,35 @@ mod gpu {
         check(&g, Op::FusedLinearAddGelu { transpose_b: true, gelu: GeluKind::Erf }, &ins, 5.0, "fused batched");
     }
 
+    /// Non-finite pre-activations through both forms of the fused erf-GELU kernel give what the CPU gives: +inf
+    /// stays +inf, -inf gives 0 (the limit of x·Φ(x)), NaN stays NaN, and the other columns are unaffected.
+    #[test]
+    fn fused_linear_gelu_erf_non_finite() {
+        let Some(g) = own_backend() else { return };
+        let s = seed();
+        let (m, k, n) = (3, 16, 24);
+        let op = Op::FusedLinearAddGelu { transpose_b: true, gelu: GeluKind::Erf };
+        for path in [ErfGeluPath::Fused, ErfGeluPath::FusedMmaSync] {
+            g.set_erf_gelu_path(path);
+            for d in [DType::F16, DType::BF16] {
+                let ctx = format!("non-finite linear+gelu erf {path:?} {d}");
+                let mut b = rnd(DType::F32, &[n], s + 2).to_f32_vec();
+                b[..3].copy_from_slice(&[f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+                let b = Tensor::from_vec(b, [n]).and_then(|t| t.to_dtype(d)).expect("bias");
+                let ins = [rnd(d, &[m, k], s), rnd(d, &[n, k], s + 1), b];
+                let got = as_f64(&run(&g, &op, &ins, true).unwrap_or_else(|e| panic!("{ctx}: GPU failed: {e}")));
+                let want = as_f64(&run(&CpuBackend::new(), &op, &ins, false).expect("CPU"));
+                for r in 0..m {
+                    let (gr, wr) = (&got[r * n..(r + 1) * n], &want[r * n..(r + 1) * n]);
+                    for (side, v) in [("GPU", gr), ("CPU", wr)] {
+                        assert!(v[0] == f64::INFINITY && v[1] == 0.0 && v[2].is_nan(), "{ctx}: {side} row {r} {v:?}");
+                    }
+                    assert_close(&gr[3..], &wr[3..], tol(d) * 5.0, 1.0, &ctx);
+                }
+            }
+        }
+    }
+
     /// One small launch of every kernel that uses shared memory (each norm plan, block-per-row reductions, each
     /// attention path): what `compute-sanitizer --tool racecheck` runs in scripts/gpu-check.sh, where the full
     /// tests would take too long.

@@ -15,7 +15,7 @@
 // - gemm_tma_bias_act (the `_tma` entry points, sm_90a): persistent and warp-specialised, TMA loads, wgmma; see the
 //   comment above it.
 //
-// Activations (ACT): 0 none, 1 GELU erf form (its erfc fit depends on the output type: ge_gelu_erf_bf16),
+// Activations (ACT): 0 none, 1 GELU erf form (its fit depends on the output type: ge_gelu_erf_bf16),
 // 2 GELU tanh form, 3 GELU erf form through libdevice erff/erfcf (the elementwise kernel's formula; kept for
 // measurements only).
 
@@ -46,46 +46,49 @@ __device__ __forceinline__ float ge_ex2(float x) {
     return y;
 }
 
-// 1 / x for x in [1, inf]: one MUFU.RCP. __fdividef(1, x) is the same MUFU.RCP plus four instructions of range
-// handling (for |x| > 2^126, where both give 0 here; nvdisasm, sm_90a). Measured (tools/gemm, session 5): the erf
-// epilogue's 19.7 instructions a value become 14.6, bf16 [4096, 384, 1536] 17.2-17.5 -> 16.6 us, same errors.
+// 1 / x for x in [1, inf] (the tanh form's denominator): one MUFU.RCP. __fdividef(1, x) is the same MUFU.RCP plus
+// four instructions of range handling (for |x| > 2^126, where both give 0 here; nvdisasm, sm_90a; session 5).
 __device__ __forceinline__ float ge_rcp_ge1(float x) {
     float y;
     asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
 
-// x * Phi(x) from half_erfc(|x| / sqrt2) = t * 2^(P(t) - x^2 log2(e) / 2), t = 1 / (1 + |x| / (2 sqrt2)); P's N
-// coefficients, highest degree first, carry log2(e) and ln(1/2) (see ge_gelu_erf). t's denominator is one FMA
-// (|x| / (2 sqrt2) + 1, one rounding).
-template <int N> __device__ __forceinline__ float ge_gelu_erfc_fit(float x, const float (&c)[N]) {
-    const float t = ge_rcp_ge1(fmaf(fabsf(x), 0.35355339059327376f, 1.0f));
-    float p = c[0];
+// x * Phi(x) with Phi(-u) = 2^Q(u), u = min(|x|, 13), Q a polynomial (N coefficients, highest degree first): one
+// MUFU operation (ex2) a value. log2 Phi(-u) (about -u^2 / (2 ln 2) - log2(u sqrt(2 pi)) far out) is smooth enough
+// on [0, 13] for a low-degree fit, so no reciprocal is needed, as it is for erfc(z) = t exp(-z^2 + P(t)) with
+// t = 1 / (1 + z/2), the two-MUFU form this replaced (session 9: as many instructions, half the MUFU work, ncu's XU
+// pipe at 12% of peak instead of 23%; the same speed, as the epilogue's time follows its instruction count).
+// Past u = 13 the result would be below f32's smallest normal (Q(13) < -126): ex2.approx.ftz gives 0, and so does
+// the clamp for every larger u. For x >= 0, x Phi(x) = x - x Phi(-x) (Phi(-x) <= 1/2, no cancellation); for x < 0
+// it is x Phi(-|x|), so very negative x keep their relative accuracy. Both are max(x, 0) - u Phi(-u): one FMA.
+// The clamp keeps NaN (min.NaN) and makes x = +inf give +inf (not inf - inf) and x = -inf give 0, the limit, as
+// the CPU backend's gelu_erf does.
+template <int N> __device__ __forceinline__ float ge_gelu_log2phi(float x, const float (&c)[N]) {
+    float u;
+    asm("min.NaN.f32 %0, %1, 0f41500000;" : "=f"(u) : "f"(fabsf(x)));  // 0f41500000 = 13.0
+    float q = c[0];
 #pragma unroll
-    for (int i = 1; i < N; ++i) p = fmaf(p, t, c[i]);
-    const float half_erfc = t * ge_ex2(fmaf(x * x, -0.72134752044448170f, p));
-    return x * (x >= 0.0f ? 1.0f - half_erfc : half_erfc);
+    for (int i = 1; i < N; ++i) q = fmaf(q, u, c[i]);
+    return fmaf(-u, ge_ex2(q), fmaxf(x, 0.0f));
 }
 
-// x * Phi(x) = x * erfc(-x / sqrt2) / 2, with erfc from Numerical Recipes' Chebyshev fit (erfcc: relative error
-// below 1.2e-7 for every z >= 0): erfc(z) = t * exp(-z^2 + P(t)), t = 1 / (1 + z/2). Here z = |x| / sqrt2, the
-// coefficients carry log2(e) and ln(1/2) so that one ex2 gives erfc(z) / 2. For x >= 0, Phi = 1 - erfc/2 (in
-// [0.5, 1], no cancellation); for x < 0, Phi = erfc/2 directly, so very negative x keep their relative accuracy
-// (no 1 + erf(z) with erf(z) near -1). Relative error over [-12, 6] in f32: 6.3e-6 (the exponent's rounding at
-// x = -12), far below f16/bf16 precision; no branch, two MUFU operations (rcp, ex2) and 12 FMA-class ones.
+// Q for f16 outputs (half ulp 4.9e-4): degree 10, relative error of x Phi(x) in f32 at most 1.1e-5 for x > -6
+// (f16 results there are already subnormal or 0) and 3.5e-5 down to the f32 limit. Weighted least squares towards
+// minimax on [0, 13], each coefficient rounded to f32 in turn and the lower ones refitted (session 9).
 __device__ __forceinline__ float ge_gelu_erf(float x) {
-    const float c[10] = {2.465172979e-01f, -1.186114945e+00f, 2.147474464e+00f, -1.637753152e+00f, 4.023215817e-01f,
-                         -2.687568603e-01f, 1.396300565e-01f,  5.397006155e-01f, 1.442729204e+00f,  -2.825748218e+00f};
-    return ge_gelu_erfc_fit(x, c);
+    const float c[11] = {5.820099611e-11f,  -5.842073048e-09f, 2.526686558e-07f,  -6.290222245e-06f,
+                         1.013587244e-04f,  -1.127772499e-03f, 9.062451310e-03f,  -5.480967835e-02f,
+                         -4.578313231e-01f, -1.151426911e+00f, -9.999873042e-01f};
+    return ge_gelu_log2phi(x, c);
 }
 
-// For bf16 outputs, a degree-3 fit of the same form (weighted least squares towards minimax on z in [0, 9], session
-// 8): erfc relative error 2.4e-4, an eighth of bf16's half ulp (2e-3), two FMAs a value fewer than the degree-5
-// fit it replaced (7.7e-6). f16 (half ulp 4.9e-4) keeps the degree-9 fit: measured, a degree-5 one moved some f16
-// results by a further 0.3 ulp.
+// Q for bf16 outputs (half ulp 2e-3): degree 8, relative error at most 1.34e-4 (the degree-3 erfc fit it replaced:
+// 2.4e-4).
 __device__ __forceinline__ float ge_gelu_erf_bf16(float x) {
-    const float c[4] = {-5.045648256e-01f, 1.005838282e+00f, 1.312583132e+00f, -2.813542010e+00f};
-    return ge_gelu_erfc_fit(x, c);
+    const float c[9] = {2.860445036e-08f,  -1.801126132e-06f, 4.891730350e-05f,  -7.573229377e-04f, 7.493192330e-03f,
+                        -5.102474988e-02f, -4.624566138e-01f, -1.149217725e+00f, -1.000168204e+00f};
+    return ge_gelu_log2phi(x, c);
 }
 
 // T: the output type (the erf form's fit depends on it).
