@@ -58,7 +58,7 @@ __device__ __forceinline__ float ge_rcp_ge1(float x) {
 // MUFU operation (ex2) a value. log2 Phi(-u) (about -u^2 / (2 ln 2) - log2(u sqrt(2 pi)) far out) is smooth enough
 // on [0, 13] for a low-degree fit, so no reciprocal is needed, as it is for erfc(z) = t exp(-z^2 + P(t)) with
 // t = 1 / (1 + z/2), the two-MUFU form this replaced (session 9: as many instructions, half the MUFU work, ncu's XU
-// pipe at 12% of peak instead of 23%; the same speed, as the epilogue's time follows its instruction count).
+// pipe at 12% of peak instead of 23%; as fast for bf16, 3-5% faster for f16: tools/gemm/README.md).
 // Past u = 13 the result would be below f32's smallest normal (Q(13) < -126): ex2.approx.ftz gives 0, and so does
 // the clamp for every larger u. For x >= 0, x Phi(x) = x - x Phi(-x) (Phi(-x) <= 1/2, no cancellation); for x < 0
 // it is x Phi(-|x|), so very negative x keep their relative accuracy. Both are max(x, 0) - u Phi(-u): one FMA.
@@ -74,7 +74,7 @@ template <int N> __device__ __forceinline__ float ge_gelu_log2phi(float x, const
 }
 
 // Q for f16 outputs (half ulp 4.9e-4): degree 10, relative error of x Phi(x) in f32 at most 1.1e-5 for x > -6
-// (f16 results there are already subnormal or 0) and 3.5e-5 down to the f32 limit. Weighted least squares towards
+// (below, f16 results are subnormal or 0) and 3.5e-5 down to the f32 limit. Weighted least squares towards
 // minimax on [0, 13], each coefficient rounded to f32 in turn and the lower ones refitted (session 9).
 __device__ __forceinline__ float ge_gelu_erf(float x) {
     const float c[11] = {5.820099611e-11f,  -5.842073048e-09f, 2.526686558e-07f,  -6.290222245e-06f,
