@@ -500,41 +500,54 @@ __device__ __forceinline__ void ge_tma_bias(uint4 (&b)[GeTmaChunks<BN, EPI>::PER
 
 // Finishes thread t's chunks of one staged 64 x BN block (rows m0.., columns n0..): bias, activation, one 16-byte
 // store per 8 columns. A rolled loop on purpose: unrolled over the accumulators, the erf form's epilogue outgrew
-// the instruction cache (ncu: half of all stall cycles waiting for instructions). STEP chunks per step, so that
-// their activations interleave (one warp per scheduler runs this). `b`: ge_tma_bias's registers, used when n is a
-// multiple of 8; otherwise each element's bias is read with its bounds check.
-template <typename T, int BN, int EPI, int ACT>
+// the instruction cache (ncu: half of all stall cycles waiting for instructions). Each step evaluates WIDE x STEP
+// chunks with no branch before their stores (every chunk's staged values exist, only the stores check the bounds),
+// so that their activations interleave: one warp per scheduler runs this, and with a bounds branch around each
+// chunk it issued about one instruction in three cycles (session 9). WIDE = 2 spills while the next block's 96
+// accumulators are still live, so the caller passes it for the last block only. `b`: ge_tma_bias's registers,
+// used when n is a multiple of 8; otherwise each element's bias is read with its bounds check.
+template <typename T, int BN, int EPI, int ACT, int WIDE>
 __device__ __forceinline__ void ge_tma_finish(const float* stg, int t, int m0, int n0,
                                               const uint4 (&b)[GeTmaChunks<BN, EPI>::PERIOD],
                                               const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
     using G = GeTmaChunks<BN, EPI>;
-    constexpr int LDS = BN + 8;
-    const bool vec = (n & 7) == 0;  // then every 8-column chunk inside n is one aligned 16-byte store
-    auto finish = [&](int i, const uint4& braw) {
-        const int r = i / G::CPR, c = (i % G::CPR) * 8, row = m0 + r, col = n0 + c;
-        if (row >= m || col >= n) return;
-        const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
-        const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
-        const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-        T* d = C + ((size_t)row * n + col);
-        if (vec) {
-            const T* bv = reinterpret_cast<const T*>(&braw);
-            u32 o[4];
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                o[e] = ge_pack2<T>(ge_act<ACT, T>(x[2 * e] + to_f(bv[2 * e])),
-                                   ge_act<ACT, T>(x[2 * e + 1] + to_f(bv[2 * e + 1])));
-            *reinterpret_cast<uint4*>(d) = make_uint4(o[0], o[1], o[2], o[3]);
-        } else {
+    constexpr int LDS = BN + 8, S = G::STEP * WIDE;
+    static_assert(G::PER_THREAD % S == 0, "whole steps");
+    if ((n & 7) != 0) {
+        // Not every chunk is one aligned 16-byte store: element by element.
+#pragma unroll 1
+        for (int q = 0; q < G::PER_THREAD; ++q) {
+            const int i = t + q * EPI, r = i / G::CPR, c = (i % G::CPR) * 8, row = m0 + r, col = n0 + c;
+            if (row >= m || col >= n) continue;
+            T* d = C + ((size_t)row * n + col);
 #pragma unroll
             for (int e = 0; e < 8; ++e)
-                if (col + e < n) d[e] = from_f<T>(ge_act<ACT, T>(x[e] + to_f(bias[col + e])));
+                if (col + e < n) d[e] = from_f<T>(ge_act<ACT, T>(stg[r * LDS + c + e] + to_f(bias[col + e])));
         }
-    };
+        return;
+    }
 #pragma unroll 1
-    for (int q = 0; q < G::PER_THREAD; q += G::STEP) {
+    for (int q = 0; q < G::PER_THREAD; q += S) {
+        u32 o[S][4];
 #pragma unroll
-        for (int s = 0; s < G::STEP; ++s) finish(t + (q + s) * EPI, b[s % G::PERIOD]);
+        for (int s = 0; s < S; ++s) {
+            const int i = t + (q + s) * EPI, r = i / G::CPR, c = (i % G::CPR) * 8;
+            const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
+            const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
+            const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+            const T* bv = reinterpret_cast<const T*>(&b[s % G::PERIOD]);
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                o[s][e] = ge_pack2<T>(ge_act<ACT, T>(x[2 * e] + to_f(bv[2 * e])),
+                                      ge_act<ACT, T>(x[2 * e + 1] + to_f(bv[2 * e + 1])));
+        }
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+            const int i = t + (q + s) * EPI, row = m0 + i / G::CPR, col = n0 + (i % G::CPR) * 8;
+            if (row < m && col < n)
+                *reinterpret_cast<uint4*>(C + ((size_t)row * n + col)) =
+                    make_uint4(o[s][0], o[s][1], o[s][2], o[s][3]);
+        }
     }
 }
 
@@ -598,6 +611,9 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
             for (int e = 0; e < BN / 2; ++e) acc[mi][e] = 0.0f;
         // A parity wait only tells the current phase from the one before it, so this tile's waits may start only
         // once every earlier k-tile has landed: the previous tile's consumer signals that (named barrier 1 + c).
+        // The tile's bias, for the epilogue: loaded now, its latency hides under the MMAs (about 0.1 us, session 9).
+        uint4 bv[GeTmaChunks<BN, EPI>::PERIOD];
+        if ((n & 7) == 0) ge_tma_bias<T, BN, EPI>(bv, wt, n0, bias, n);
         if (j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
         int g = j * KT;
         for (int kt = 0; kt < KT; ++kt, ++g) {
@@ -631,8 +647,6 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
 
         // Epilogue, one m64 block at a time: the f32 accumulators (warp wq holds rows 16 wq .. 16 wq + 15, in the
         // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out.
-        uint4 bv[GeTmaChunks<BN, EPI>::PERIOD];
-        if ((n & 7) == 0) ge_tma_bias<T, BN, EPI>(bv, wt, n0, bias, n);
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
@@ -644,7 +658,10 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
                         make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
                 }
             asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
-            ge_tma_finish<T, BN, EPI, ACT>(stg, wt, m0 + mi * 64, n0, bv, bias, C, m, n);
+            if (mi == MI - 1)
+                ge_tma_finish<T, BN, EPI, ACT, 2>(stg, wt, m0 + mi * 64, n0, bv, bias, C, m, n);
+            else
+                ge_tma_finish<T, BN, EPI, ACT, 1>(stg, wt, m0 + mi * 64, n0, bv, bias, C, m, n);
             asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
         }
     }
