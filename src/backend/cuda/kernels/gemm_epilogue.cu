@@ -609,11 +609,11 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
             for (int e = 0; e < BN / 2; ++e) acc[mi][e] = 0.0f;
-        // A parity wait only tells the current phase from the one before it, so this tile's waits may start only
-        // once every earlier k-tile has landed: the previous tile's consumer signals that (named barrier 1 + c).
         // The tile's bias, for the epilogue: loaded now, its latency hides under the MMAs (about 0.1 us, session 9).
         uint4 bv[GeTmaChunks<BN, EPI>::PERIOD];
         if ((n & 7) == 0) ge_tma_bias<T, BN, EPI>(bv, wt, n0, bias, n);
+        // A parity wait only tells the current phase from the one before it, so this tile's waits may start only
+        // once every earlier k-tile has landed: the previous tile's consumer signals that (named barrier 1 + c).
         if (j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
         int g = j * KT;
         for (int kt = 0; kt < KT; ++kt, ++g) {
