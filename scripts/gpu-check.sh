@@ -40,6 +40,10 @@ tests='nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format
 tests+=' timeout 120 ./gpu_ops --test-threads=4 > $OUT/tests.log 2>&1; echo "gpu_ops rc=$?" | tee -a $OUT/summary.txt;'
 tests+=' timeout 60 ./gpu_cache --nocapture >> $OUT/tests.log 2>&1; echo "gpu_cache rc=$?" | tee -a $OUT/summary.txt;'
 tests+=' timeout 60 ./kernels_compile >> $OUT/tests.log 2>&1; echo "kernels_compile rc=$?" | tee -a $OUT/summary.txt;'
+# gpu_exec on one thread: its replay test counts the plan's captures, and a capture by a test running beside it
+# makes that plan take the ordinary path (session 10 saw it fail so with the default threads).
+tests+=' timeout 120 ./gpu_exec --test-threads=1 >> $OUT/tests.log 2>&1; echo "gpu_exec rc=$?" | tee -a $OUT/summary.txt;'
+tests+=' for t in model_bert model_minilm model_embedder; do MLX_NATIVE_BIN=$PWD/mlx-native timeout 120 ./$t >> $OUT/tests.log 2>&1; echo "$t rc=$?" | tee -a $OUT/summary.txt; done;'
 tests+=' ./no_gpu --nocapture >> $OUT/tests.log 2>&1; echo "no_gpu rc=$? (SKIPPED on a GPU machine)" | tee -a $OUT/summary.txt;'
 tests+=' grep -E "test result|FAILED|panicked" $OUT/tests.log | tee -a $OUT/summary.txt;'
 tests+=' timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 ./gpu_ops --test-threads=4 > $OUT/sanitizer.log 2>&1; echo "memcheck rc=$?" | tee -a $OUT/summary.txt;'

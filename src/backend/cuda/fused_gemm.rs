@@ -1,13 +1,14 @@
 //! Our own tensor-core GEMM with the bias + GELU epilogue fused (kernels/gemm_epilogue.cu), for
 //! `FusedLinearAddGelu` with the erf form in f16/bf16: cuBLASLt's GELU epilogue computes the tanh form only, and
 //! its plain product followed by the in-place `bias_gelu_erf` kernel costs a second pass over the output plus an
-//! expensive erf per element. On the H100, bf16 [4096, 384, 1536]: 13.7-14.5 us fused (TMA form) against 35.8-36.6
-//! us for that pair and 11.3-11.9 us for cuBLASLt's plain product (tools/gemm/README.md, session 9).
+//! expensive erf per element. On the H100, bf16 [4096, 384, 1536]: 12.4-12.8 us fused (TMA form) against 35.4-36.6
+//! us for that pair and 11.3-12.0 us for cuBLASLt's plain product (tools/gemm/README.md, session 10).
 //!
 //! The kernel needs f16/bf16, W stored [n, k] (transpose_b; W stored [k, n] is not supported), k a multiple of 8,
 //! 16-byte aligned x, W, bias and output, compute capability 8.0 or newer, and m that fits its grid. On compute
-//! capability 9.0 the module is compiled for sm_90a and the TMA entry points run (persistent, warp-specialised,
-//! wgmma; the launcher encodes the two tensor maps per call); elsewhere the mma.sync ones.
+//! capability 9.0 the module is compiled for sm_90a and, for n a multiple of 8, the TMA entry points run
+//! (persistent, warp-specialised, wgmma, TMA stores; the launcher encodes the three tensor maps per call);
+//! elsewhere the mma.sync ones.
 //! `CudaBackend::erf_gelu_linear` is the one place that picks between it and cuBLASLt + `bias_gelu_erf` (see
 //! [`ErfGeluPath`]).
 
@@ -43,11 +44,15 @@ struct Tile {
 
 /// `GE_LARGE`, the mma.sync entry points: 128 x 128, 3 stages of (128 + 128) rows x 64 k-elements x 2 bytes.
 const TILE_MMA: Tile = Tile { bm: 128, bn: 128, shared: 3 * (128 + 128) * 64 * 2, threads: 256 };
-/// `GE_TMA`, the `_tma` entry points: a consumer warpgroup's tile is 128 x 192; 3 stages of (128 + 192) rows x 64
-/// x 2 bytes, two consumers' epilogue staging of 64 rows x (192 + 8) floats, 1 KiB to align the stages to 1024
-/// bytes, 2 x 3 barriers of 8 bytes.
-const TILE_TMA: Tile =
-    Tile { bm: 128, bn: 192, shared: 3 * (128 + 192) * 64 * 2 + 2 * 64 * 200 * 4 + 1024 + 2 * 3 * 8, threads: 384 };
+/// `GE_TMA`, the `_tma` entry points: a consumer warpgroup's tile is 128 x 128; 4 stages of (128 + 128) rows x 64
+/// x 2 bytes, four output stagings (two consumers, two m64 blocks) of 64 x 128 x 2 bytes, 1 KiB to align the stages
+/// to 1024 bytes, 2 x 4 + 1 barriers of 8 bytes.
+const TILE_TMA: Tile = Tile {
+    bm: 128,
+    bn: 128,
+    shared: 4 * (128 + 128) * 64 * 2 + 4 * 64 * 128 * 2 + 1024 + (2 * 4 + 1) * 8,
+    threads: 384,
+};
 
 /// A `CUtensorMap` as the `_tma` entry points take it (by value, 64-byte aligned, 128 bytes).
 #[repr(transparent)]
@@ -57,9 +62,10 @@ struct TmaMap(sys::CUtensorMap);
 // SAFETY: a plain 128-byte value with the layout of the driver's CUtensorMap, which the kernel parameter is.
 unsafe impl DeviceRepr for TmaMap {}
 
-/// The tensor map of a row-major [rows, k] f16/bf16 operand at `ptr`, read in boxes of `box_rows` x 64 elements
-/// with the 128-byte swizzle (the layout the kernel's wgmma descriptors expect); out-of-range rows and columns read
-/// as zeros. Needs k a multiple of 8 and ptr 16-byte aligned (`supported`).
+/// The tensor map of a row-major [rows, k] f16/bf16 matrix at `ptr`, in boxes of `box_rows` x 64 elements with the
+/// 128-byte swizzle: the layout the kernel's wgmma descriptors expect of x and W, and the one its epilogue stages the
+/// output in. Out-of-range rows and columns read as zeros and are not written. Needs k a multiple of 8 and ptr
+/// 16-byte aligned (`supported`, [`tma_form`]).
 fn tma_map(ptr: u64, rows: usize, k: usize, box_rows: usize, dtype: DType) -> Result<TmaMap> {
     use sys::{
         CUtensorMapDataType as Dt, CUtensorMapFloatOOBfill as Fill, CUtensorMapInterleave as Il,
@@ -161,15 +167,16 @@ fn supported(spec: &GemmSpec, info: &DeviceInfo, p: &LinearPtrs) -> bool {
         && spec.k > 0
         && spec.k % 8 == 0
         && (p.x | p.w | p.out) % 16 == 0
-        // The TMA form reads 8 bias values as one 16-byte load (pool buffers always are so aligned).
+        // Pool buffers are always so aligned; the kernels read the bias in pairs.
         && p.bias % 16 == 0
         && spec.m.div_ceil(TILE_MMA.bm) <= 65535
         && [spec.m, spec.n, spec.k].iter().all(|&d| d <= (i32::MAX - 256) as usize)
 }
 
-/// Whether the `_tma` form runs here (else the mma.sync form): compute capability 9.0 with its shared memory.
-fn tma_form(info: &DeviceInfo) -> bool {
-    info.sm90a() && info.max_shared_per_block_optin >= TILE_TMA.shared
+/// Whether the `_tma` form runs this product (else the mma.sync form): compute capability 9.0 with its shared
+/// memory, and n a multiple of 8 (the output's rows are stored by TMA, which needs 16-byte row strides).
+fn tma_form(info: &DeviceInfo, spec: &GemmSpec) -> bool {
+    info.sm90a() && info.max_shared_per_block_optin >= TILE_TMA.shared && spec.n % 8 == 0
 }
 
 impl CudaBackend {
@@ -195,7 +202,7 @@ impl CudaBackend {
         bias: &CudaBuffer,
     ) -> Result<()> {
         let fused_ok = supported(spec, &self.dev.info, &p);
-        let tma = tma_form(&self.dev.info);
+        let tma = tma_form(&self.dev.info, spec);
         let kernel = match self.erf_gelu_path() {
             _ if !fused_ok => None,
             ErfGeluPath::Fused => Some(tma),
@@ -249,7 +256,7 @@ impl CudaBackend {
         for (fused, t) in ms.iter_mut().enumerate() {
             let mut run = |this: &Self| -> Result<()> {
                 if fused == 1 {
-                    this.fused_gemm(spec, Some(GeluKind::Erf), tma_form(&this.dev.info), p)
+                    this.fused_gemm(spec, Some(GeluKind::Erf), tma_form(&this.dev.info, spec), p)
                 } else {
                     this.cublas_erf_gelu(spec, p, out_desc, out, bias)
                 }
@@ -288,31 +295,33 @@ impl CudaBackend {
         let (m, n, k) = (spec.m as i32, spec.n as i32, spec.k as i32);
         let (tiles_m, tiles_n) = (spec.m.div_ceil(tile.bm), spec.n.div_ceil(tile.bn));
         // Built before the launch builder borrows them.
+        // x, W and the output (64 x 64 boxes).
         let maps = if tma {
             Some([
                 tma_map(p.x, spec.m, spec.k, tile.bm, spec.dtype)?,
                 tma_map(p.w, spec.n, spec.k, tile.bn, spec.dtype)?,
+                tma_map(p.out, spec.m, spec.n, 64, spec.dtype)?,
             ])
         } else {
             None
         };
         let mut l = self.dev.stream.launch_builder(&f);
         let grid_dim = match &maps {
-            Some([a, b]) => {
-                l.arg(a).arg(b);
+            Some([a, b, c]) => {
+                l.arg(a).arg(b).arg(c).arg(&p.bias);
                 // Persistent: at most one block per SM, each walking the tiles blockIdx.x, + gridDim.x, ...
                 ((tiles_m * tiles_n).min(self.dev.info.sm_count as usize).max(1) as u32, 1, 1)
             }
             None => {
-                l.arg(&p.x).arg(&p.w);
+                l.arg(&p.x).arg(&p.w).arg(&p.bias).arg(&p.out);
                 (tiles_n as u32, tiles_m as u32, 1)
             }
         };
-        l.arg(&p.bias).arg(&p.out).arg(&m).arg(&n).arg(&k);
+        l.arg(&m).arg(&n).arg(&k);
         let cfg = LaunchConfig { grid_dim, block_dim: (tile.threads, 1, 1), shared_mem_bytes: tile.shared };
         // SAFETY: x holds m*k elements, W n*k, bias n, out m*n (checked by `execute`); `supported` checked the
-        // alignment and that m, n, k fit the kernel's ints; the tensor maps describe exactly x and W; the kernel
-        // reads and writes only inside those bounds.
+        // alignment and that m, n, k fit the kernel's ints; the tensor maps describe exactly x, W and out; the
+        // kernel reads and writes only inside those bounds.
         unsafe { l.launch(cfg) }.map(drop).map_err(super::launch_err("fused GEMM"))
     }
 }
@@ -325,11 +334,11 @@ mod tests {
     #[test]
     fn tiles_match_the_kernel_source() {
         assert!(SOURCE.text.contains("#define GE_LARGE 128, 128, 64, 2, 4, 3\n"));
-        assert!(SOURCE.text.contains("#define GE_TMA 128, 192, 3\n"));
+        assert!(SOURCE.text.contains("#define GE_TMA 128, 128, 4\n"));
         assert!(SOURCE.text.contains("__launch_bounds__(256, 2)"));
         assert!(SOURCE.text.contains("__launch_bounds__(384, 1)"));
         assert_eq!((TILE_MMA.bm, TILE_MMA.bn, TILE_MMA.threads), (128, 128, 256));
-        assert_eq!((TILE_TMA.bm, TILE_TMA.bn, TILE_TMA.threads, TILE_TMA.shared), (128, 192, 384, 226_352));
+        assert_eq!((TILE_TMA.bm, TILE_TMA.bn, TILE_TMA.threads, TILE_TMA.shared), (128, 128, 384, 197_704));
         assert_eq!(std::mem::size_of::<TmaMap>(), 128);
     }
 }

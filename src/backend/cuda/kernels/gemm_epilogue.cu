@@ -4,7 +4,8 @@
 //
 // Preconditions (the launcher checks them, else it takes the cuBLASLt path): k a multiple of 8, A and B 16-byte
 // aligned (every 8-element chunk of a row is one 16-byte cp.async, zero-filled past m, n or k). Any m and n: rows
-// and columns past the edge are zero-filled on load and not stored.
+// and columns past the edge are zero-filled on load and not stored. The TMA form also needs n a multiple of 8 (its
+// output rows are TMA stores, 16-byte strides); the launcher takes the mma.sync form for other n.
 //
 // Two forms:
 // - gemm_bias_act (the plain entry points, sm_80+): block tile BM x BN, k-tile BK, STAGES-deep cp.async pipeline
@@ -12,8 +13,8 @@
 //   accumulators, rounded once into shared memory (the pipeline buffers, padded rows), then written out in
 //   coalesced 16-byte stores. Its WG = true variant (wgmma from the same cp.async pipeline) has no entry point any
 //   more; tools/gemm/harness.cu still measures it against the TMA form.
-// - gemm_tma_bias_act (the `_tma` entry points, sm_90a): persistent and warp-specialised, TMA loads, wgmma; see the
-//   comment above it.
+// - gemm_tma_bias_act (the `_tma` entry points, sm_90a): persistent and warp-specialised, TMA loads, wgmma, the
+//   epilogue in registers and TMA stores; see the comment above it.
 //
 // Activations (ACT): 0 none, 1 GELU erf form (its fit depends on the output type: ge_gelu_erf_bf16),
 // 2 GELU tanh form, 3 GELU erf form through libdevice erff/erfcf (the elementwise kernel's formula; kept for
@@ -54,40 +55,41 @@ __device__ __forceinline__ float ge_rcp_ge1(float x) {
     return y;
 }
 
-// x * Phi(x) with Phi(-u) = 2^Q(u), u = min(|x|, 13), Q a polynomial (N coefficients, highest degree first): one
-// MUFU operation (ex2) a value. log2 Phi(-u) (about -u^2 / (2 ln 2) - log2(u sqrt(2 pi)) far out) is smooth enough
-// on [0, 13] for a low-degree fit, so no reciprocal is needed, as it is for erfc(z) = t exp(-z^2 + P(t)) with
-// t = 1 / (1 + z/2), the two-MUFU form this replaced (session 9: as many instructions, half the MUFU work, ncu's XU
-// pipe at 12% of peak instead of 23%; as fast for bf16, 3-5% faster for f16: tools/gemm/README.md).
-// Past u = 13 the result would be below f32's smallest normal (Q(13) < -126): ex2.approx.ftz gives 0, and so does
-// the clamp for every larger u. For x >= 0, x Phi(x) = x - x Phi(-x) (Phi(-x) <= 1/2, no cancellation); for x < 0
-// it is x Phi(-|x|), so very negative x keep their relative accuracy. Both are max(x, 0) - u Phi(-u): one FMA.
-// The clamp keeps NaN (min.NaN) and makes x = +inf give +inf (not inf - inf) and x = -inf give 0, the limit, as
-// the CPU backend's gelu_erf does.
+// x * Phi(x) with one MUFU operation (ex2) a value. With u = |x| and v = min(u / U, 1), U = 13.3:
+// U Phi(-u) = 2^Q(v), Q a polynomial (N coefficients, highest degree first; log2 of U folded into it). log2 Phi(-u)
+// (about -u^2 / (2 ln 2) - log2(u sqrt(2 pi)) far out) is smooth on [0, U], so no reciprocal is needed, as it is for
+// erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2), the two-MUFU form of sessions 5-8. For x >= 0,
+// x Phi(x) = x - u Phi(-u) (Phi(-u) <= 1/2, no cancellation); for x < 0 it is -u Phi(-u), so very negative x keep
+// their relative accuracy. Both are max(x, 0) - v 2^Q(v): one FFMA.
+// v comes from one saturating multiply, on the FMA pipe (session 10: min(|x|, 13) and max(x, 0) were two FMNMX a
+// value on the half-rate ALU pipe, the busiest in the epilogue). Past v = 1 the result is below f32's smallest normal
+// (Q(1) = -128.9): ex2.approx.ftz gives 0, and so does every larger u. Non-finite x: NaN makes v = 0 and keeps NaN
+// through max.NaN; +inf gives +inf (inf - 0); -inf gives 0, the limit, as the CPU backend's gelu_erf does.
 template <int N> __device__ __forceinline__ float ge_gelu_log2phi(float x, const float (&c)[N]) {
-    float u;
-    asm("min.NaN.f32 %0, %1, 0f41500000;" : "=f"(u) : "f"(fabsf(x)));  // 0f41500000 = 13.0
+    float v, r;
+    asm("mul.sat.f32 %0, %1, 0f3D99FC26;" : "=f"(v) : "f"(fabsf(x)));  // 0f3D99FC26 = 1 / 13.3
+    asm("max.NaN.f32 %0, %1, 0f00000000;" : "=f"(r) : "f"(x));
     float q = c[0];
 #pragma unroll
-    for (int i = 1; i < N; ++i) q = fmaf(q, u, c[i]);
-    return fmaf(-u, ge_ex2(q), fmaxf(x, 0.0f));
+    for (int i = 1; i < N; ++i) q = fmaf(q, v, c[i]);
+    return fmaf(-v, ge_ex2(q), r);
 }
 
 // Q for f16 outputs (half ulp 4.9e-4): degree 10, relative error of x Phi(x) in f32 at most 1.1e-5 for x > -6
-// (below, f16 results are subnormal or 0) and 3.5e-5 down to the f32 limit. Weighted least squares towards
-// minimax on [0, 13], each coefficient rounded to f32 in turn and the lower ones refitted (session 9).
+// (below, f16 results are subnormal or 0) and 5e-5 down to the f32 limit. Weighted least squares towards minimax on
+// [0, 1], each coefficient rounded to f32 in turn and the lower ones refitted (session 10).
 __device__ __forceinline__ float ge_gelu_erf(float x) {
-    const float c[11] = {5.820099611e-11f,  -5.842073048e-09f, 2.526686558e-07f,  -6.290222245e-06f,
-                         1.013587244e-04f,  -1.127772499e-03f, 9.062451310e-03f,  -5.480967835e-02f,
-                         -4.578313231e-01f, -1.151426911e+00f, -9.999873042e-01f};
+    const float c[11] = {1.118970394e+01f,  -8.098122406e+01f, 2.565142517e+02f,  -4.723564758e+02f,
+                         5.666665649e+02f,  -4.714266052e+02f, 2.840288696e+02f,  -1.290051880e+02f,
+                         -8.098216248e+01f, -1.531406975e+01f, 2.733367443e+00f};
     return ge_gelu_log2phi(x, c);
 }
 
-// Q for bf16 outputs (half ulp 2e-3): degree 8, relative error at most 1.34e-4 (the degree-3 erfc fit it replaced:
-// 2.4e-4).
+// Q for bf16 outputs (half ulp at least 2e-3): degree 7, relative error at most 5.7e-4 (under a third of that half
+// ulp). Degree 8 (1.6e-4) costs one FFMA more a value, degree 6 is too coarse (session 10).
 __device__ __forceinline__ float ge_gelu_erf_bf16(float x) {
-    const float c[9] = {2.860445036e-08f,  -1.801126132e-06f, 4.891730350e-05f,  -7.573229377e-04f, 7.493192330e-03f,
-                        -5.102474988e-02f, -4.624566138e-01f, -1.149217725e+00f, -1.000168204e+00f};
+    const float c[8] = {-2.291712570e+01f, 9.670249176e+01f,  -1.717758484e+02f, 1.692745667e+02f,
+                        -1.040290375e+02f, -8.372384644e+01f, -1.519750977e+01f, 2.732538462e+00f};
     return ge_gelu_log2phi(x, c);
 }
 
@@ -208,18 +210,19 @@ __device__ __forceinline__ void ge_fence_proxy_async() {
     "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]),\
     "+f"(d[126]), "+f"(d[127])
 #define GE_WG_ASM(N, TY, ND, WAIT)                                                                           \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #ND ", 0;\nwgmma.fence.sync.aligned;\n"                       \
+    asm volatile("{\n.reg .pred p, q;\nsetp.ne.b32 p, %" #ND ", 0;\nsetp.eq.b32 q, 0, 0;\n"                \
+                 "wgmma.fence.sync.aligned;\n"                                                                   \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A0_##N  \
                  ", %" GE_WG_B0_##N ", p, 1, 1, 0, 0;\n"                                                           \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A1_##N  \
-                 ", %" GE_WG_B1_##N ", p, 1, 1, 0, 0;\n"                                                           \
+                 ", %" GE_WG_B1_##N ", q, 1, 1, 0, 0;\n"                                                           \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A2_##N  \
-                 ", %" GE_WG_B2_##N ", p, 1, 1, 0, 0;\n"                                                           \
+                 ", %" GE_WG_B2_##N ", q, 1, 1, 0, 0;\n"                                                           \
                  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " GE_WG_REGS##N "%" GE_WG_A3_##N  \
-                 ", %" GE_WG_B3_##N ", p, 1, 1, 0, 0;\n"                                                           \
+                 ", %" GE_WG_B3_##N ", q, 1, 1, 0, 0;\n"                                                           \
                  "wgmma.commit_group.sync.aligned;\n" WAIT "}\n"                                                    \
                  : GE_WG_OUTS##N                                                                                  \
-                 : "l"(a[0]), "l"(a[1]), "l"(a[2]), "l"(a[3]), "l"(b[0]), "l"(b[1]), "l"(b[2]), "l"(b[3]), "r"(1) \
+                 : "l"(a[0]), "l"(a[1]), "l"(a[2]), "l"(a[3]), "l"(b[0]), "l"(b[1]), "l"(b[2]), "l"(b[3]), "r"(acc_d) \
                  : "memory")
 #define GE_WG_A0_128 "64"
 #define GE_WG_B0_128 "68"
@@ -247,8 +250,10 @@ __device__ __forceinline__ void ge_fence_proxy_async() {
 #define GE_WG_B3_256 "135"
 
 // WAIT = false leaves the batch in flight: the caller waits (wgmma.wait_group) and then fences the accumulators.
+// acc_d = 0: the first k16 step overwrites d instead of adding to it (a tile's first k-tile).
 template <typename T, int N, bool WAIT = true>
-__device__ __forceinline__ void ge_wgmma_k64(float* d, const unsigned long long (&a)[4], const unsigned long long (&b)[4]) {
+__device__ __forceinline__ void ge_wgmma_k64(float* d, const unsigned long long (&a)[4], const unsigned long long (&b)[4],
+                                             int acc_d = 1) {
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
     constexpr bool BF = ge_is_bf16<T>::value;
 #define GE_WG_ALL(W)                                          \
@@ -440,8 +445,11 @@ __device__ __forceinline__ void gemm_bias_act(const T* __restrict__ A, const T* 
 // A consumer keeps one k-tile's wgmmas in flight and releases the stage before it (`empty[s]`, one arrival per
 // warp). Ring slot and phase follow from the k-tile's running index g in the block (slot g % STAGES, phase
 // (g / STAGES) & 1), which both sides compute; the consumer of the block's j-th tile starts at g = j * KT.
-// Edges: TMA zero-fills rows past m or n and columns past k; the epilogue stores only inside [m, n].
-// The producer warpgroup gives registers to the consumers (setmaxnreg 40 / 232): 192 accumulators a thread.
+// Epilogue (session 10): bias and activation on the accumulators in registers (no round trip through shared
+// memory before the math), bf16/f16 pairs written with stmatrix into a 128-byte-swizzled staging box per m64 block,
+// then TMA stores issued by one thread; its 128 threads issue no global stores and no bounds checks.
+// Edges: TMA zero-fills rows past m or n and columns past k on load and clips the stores to [m, n].
+// The producer warpgroup gives registers to the consumers (setmaxnreg 40 / 232): 128 accumulators a thread.
 
 __device__ __forceinline__ void ge_mbar_init(u32 bar, u32 count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -470,110 +478,127 @@ __device__ __forceinline__ void ge_tma_load(u32 dst, const GeTmaMap* map, int c0
                  : "memory");
 }
 
-// The epilogue threads' view of one staged 64 x BN block: EPI threads take its 8-column chunks in turn (thread t:
-// chunks t, t + EPI, ...), so a thread meets only PERIOD distinct column chunks, and its bias can sit in registers
-// for the whole tile. Loading the bias inside the chunk loop cost 1.5 us of the bf16 [4096, 384, 1536] launch:
-// one L1 round trip per chunk, in a loop that is latency-bound (session 8's probes, tools/gemm/README.md).
-template <int BN, int EPI> struct GeTmaChunks {
-    static constexpr int CPR = BN / 8;                 // chunks per row
-    static constexpr int PER_THREAD = 64 * CPR / EPI;  // chunks of one 64-row block per thread
-    static constexpr int gcd(int a, int b) { return b == 0 ? a : gcd(b, a % b); }
-    static constexpr int PERIOD = CPR / gcd(EPI % CPR, CPR);
-    // Chunks finished per loop step (a multiple of PERIOD, at least 2 so that activations interleave).
-    static constexpr int STEP = PERIOD >= 2 ? PERIOD : 2;
-    static_assert((64 * CPR) % EPI == 0 && PER_THREAD % STEP == 0, "chunks must split evenly over the threads");
-};
+// 2-D TMA store of the box at (c0 = column, c1 = row) from shared memory (clipped to the tensor's bounds), in the
+// current bulk group.
+__device__ __forceinline__ void ge_tma_store(const GeTmaMap* map, u32 src, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(map),
+                 "r"(src), "r"(c0), "r"(c1)
+                 : "memory");
+}
 
-// The bias of thread t's PERIOD column chunks (columns n0 + ((t + p EPI) % CPR) * 8 ..), 16 bytes each, as
-// stored (12 registers for BN = 192: all 192 accumulators are still live here); zeros past n. Only for n a
-// multiple of 8 (every chunk inside n is whole).
-template <typename T, int BN, int EPI>
-__device__ __forceinline__ void ge_tma_bias(uint4 (&b)[GeTmaChunks<BN, EPI>::PERIOD], int t, int n0,
-                                            const T* __restrict__ bias, int n) {
-    using G = GeTmaChunks<BN, EPI>;
+// Four 8 x 8 matrices of 16-bit values from registers to shared memory: register i holds matrix i in the mma
+// C-fragment order (lane l: row l / 4, columns 2 (l % 4) and + 1), lane l gives the address of row l % 8 of matrix
+// l / 8.
+__device__ __forceinline__ void ge_stsm_x4(u32 addr, u32 r0, u32 r1, u32 r2, u32 r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3)
+                 : "memory");
+}
+
+template <typename T> __device__ __forceinline__ float2 ge_unpack2(u32 v);
+template <> __device__ __forceinline__ float2 ge_unpack2<__nv_bfloat16>(u32 v) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v));
+}
+template <> __device__ __forceinline__ float2 ge_unpack2<__half>(u32 v) {
+    return __half22float2(*reinterpret_cast<const __half2*>(&v));
+}
+
+// Bias, activation, packing and stmatrix of one m64 block's accumulators x (C-fragment order: x[nj * 4 + 2 h + e] is
+// row 16 wq + 8 h + lane / 4, column nj * 8 + 2 (lane % 4) + e; bv[nj] the bias of those two columns) into its staging: BN / 64 boxes of 64 rows x 128 bytes,
+// 16-byte chunks swizzled as TMA's 128-byte swizzle has them (chunk c of row r at c ^ (r % 8): conflict-free).
+template <typename T, int ACT, int BN>
+__device__ __forceinline__ void ge_tma_stage_both(const float (&x)[BN / 2], const float2 (&bv)[BN / 8], u32 dst, int wq,
+                                                  int lane) {
+    u32 pk[BN / 4];
 #pragma unroll
-    for (int p = 0; p < G::PERIOD; ++p) {
-        const int col = n0 + ((t + p * EPI) % G::CPR) * 8;
-        b[p] = col < n ? *reinterpret_cast<const uint4*>(bias + col) : make_uint4(0u, 0u, 0u, 0u);
+    for (int e = 0; e < BN / 4; ++e)
+        pk[e] = ge_pack2<T>(ge_act<ACT, T>(x[2 * e] + bv[e >> 1].x), ge_act<ACT, T>(x[2 * e + 1] + bv[e >> 1].y));
+    // Matrices (rows + 0 / + 8) x (column chunks 2 q, 2 q + 1).
+    const int r = wq * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+#pragma unroll
+    for (int q = 0; q < BN / 16; ++q) {
+        const int nj = 2 * q + (lane >> 4);
+        ge_stsm_x4(dst + (nj >> 3) * 8192 + r * 128 + (((nj & 7) ^ (r & 7)) << 4), pk[4 * q], pk[4 * q + 1],
+                   pk[4 * q + 2], pk[4 * q + 3]);
+    }
+}
+// Stores one staged m64 block (rows row0 .., columns n0 ..) with TMA, issued by consumer thread 0 once the
+// consumer's 128 threads have staged it (named barrier 1 + c). The stores read shared memory through the async
+// proxy (hence the fence). Before the barrier the issuing thread waits until the previous block's stores have read
+// their staging, so the barrier also frees that staging for the block after this one.
+template <int BN>
+__device__ __forceinline__ void ge_tma_store_block(const GeTmaMap* tc, u32 src, int n0, int row0, int cons, int wt) {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    if (wt == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cons) : "memory");
+    if (wt == 0) {
+#pragma unroll
+        for (int x = 0; x < BN / 64; ++x) ge_tma_store(tc, src + x * 8192, n0 + x * 64, row0);
+        asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
     }
 }
 
-// Finishes thread t's chunks of one staged 64 x BN block (rows m0.., columns n0..): bias, activation, one 16-byte
-// store per 8 columns. A rolled loop on purpose: unrolled over the accumulators, the erf form's epilogue outgrew
-// the instruction cache (ncu: half of all stall cycles waiting for instructions). Each step evaluates WIDE x STEP
-// chunks with no branch before their stores (every chunk's staged values exist, only the stores check the bounds),
-// so that their activations interleave: one warp per scheduler runs this, and with a bounds branch around each
-// chunk it issued about one instruction in three cycles (session 9). WIDE = 2 spills while the next block's 96
-// accumulators are still live, so the caller passes it for the last block only. `b`: ge_tma_bias's registers,
-// used when n is a multiple of 8; otherwise each element's bias is read with its bounds check.
-template <typename T, int BN, int EPI, int ACT, int WIDE>
-__device__ __forceinline__ void ge_tma_finish(const float* stg, int t, int m0, int n0,
-                                              const uint4 (&b)[GeTmaChunks<BN, EPI>::PERIOD],
-                                              const T* __restrict__ bias, T* __restrict__ C, int m, int n) {
-    using G = GeTmaChunks<BN, EPI>;
-    constexpr int LDS = BN + 8, S = G::STEP * WIDE;
-    static_assert(G::PER_THREAD % S == 0, "whole steps");
-    if ((n & 7) != 0) {
-        // Not every chunk is one aligned 16-byte store: element by element.
-#pragma unroll 1
-        for (int q = 0; q < G::PER_THREAD; ++q) {
-            const int i = t + q * EPI, r = i / G::CPR, c = (i % G::CPR) * 8, row = m0 + r, col = n0 + c;
-            if (row >= m || col >= n) continue;
-            T* d = C + ((size_t)row * n + col);
+// One tile's k-loop on the consumer's two m64 blocks: one k-tile's wgmmas in flight, the stage before it released
+// to the producer (`empty[s]`, one arrival per warp). g: the tile's first running k-tile index. `hand`: arrive on
+// the hand-over barrier once the last k-tile has landed.
+template <typename T, int BN, int STAGES>
+__device__ __forceinline__ void ge_tma_mma(float (&acc)[2][BN / 2], u32 sbase, u32 bars, int g, int KT, u32 a_bytes,
+                                           u32 stage_bytes, int lane, bool hand, u32 bar_hand) {
+    for (int kt = 0; kt < KT; ++kt, ++g) {
+        const int s = g % STAGES;
+        ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
+        if (hand && kt == KT - 1) ge_mbar_arrive(bar_hand);
+        const u32 sA = sbase + s * stage_bytes;
+        const unsigned long long db = ge_desc_sw128(sA + a_bytes);
+        const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
 #pragma unroll
-            for (int e = 0; e < 8; ++e)
-                if (col + e < n) d[e] = from_f<T>(ge_act<ACT, T>(stg[r * LDS + c + e] + to_f(bias[col + e])));
+        for (int mi = 0; mi < 2; ++mi) {
+            const unsigned long long da = ge_desc_sw128(sA + mi * 64 * 128);
+            const unsigned long long a[4] = {da, da + 2, da + 4, da + 6};
+            ge_wgmma_k64<T, BN, false>(acc[mi], a, b, kt > 0);
         }
-        return;
-    }
-#pragma unroll 1
-    for (int q = 0; q < G::PER_THREAD; q += S) {
-        u32 o[S][4];
-#pragma unroll
-        for (int s = 0; s < S; ++s) {
-            const int i = t + (q + s) * EPI, r = i / G::CPR, c = (i % G::CPR) * 8;
-            const float4 x0 = *reinterpret_cast<const float4*>(&stg[r * LDS + c]);
-            const float4 x1 = *reinterpret_cast<const float4*>(&stg[r * LDS + c + 4]);
-            const float x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-            const T* bv = reinterpret_cast<const T*>(&b[s % G::PERIOD]);
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                o[s][e] = ge_pack2<T>(ge_act<ACT, T>(x[2 * e] + to_f(bv[2 * e])),
-                                      ge_act<ACT, T>(x[2 * e + 1] + to_f(bv[2 * e + 1])));
-        }
-#pragma unroll
-        for (int s = 0; s < S; ++s) {
-            const int i = t + (q + s) * EPI, row = m0 + i / G::CPR, col = n0 + (i % G::CPR) * 8;
-            if (row < m && col < n)
-                *reinterpret_cast<uint4*>(C + ((size_t)row * n + col)) =
-                    make_uint4(o[s][0], o[s][1], o[s][2], o[s][3]);
+        // The previous k-tile's batches are complete once at most this k-tile's two are in flight.
+        if (kt > 0) {
+            asm volatile("wgmma.wait_group.sync.aligned 2;\n" ::: "memory");
+            __syncwarp();
+            if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
         }
     }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int e = 0; e < BN / 2; ++e) asm volatile("" : "+f"(acc[mi][e])::"memory");
+    __syncwarp();
+    if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
 }
 
 template <typename T, int BM, int BN, int STAGES, int ACT>
-__device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTmaMap& tb, const T* __restrict__ bias,
-                                                  T* __restrict__ C, int m, int n, int k) {
-    constexpr int MI = BM / 64;
+__device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTmaMap& tb, const GeTmaMap& tc,
+                                                  const T* __restrict__ bias, int m, int n, int k) {
     constexpr u32 A_BYTES = BM * 128, STAGE = (BM + BN) * 128;
-    static_assert(BM % 64 == 0 && MI * BN <= 384, "consumer tile: m64 blocks, at most 192 accumulators a thread");
-    // Named barriers: 1, 2 hand-over between the consumers; READY(c) = 3 + c (block staged), DONE(c) = 5 + c
-    // (block finished, staging free), over the consumer's EPI threads.
-    constexpr int EPI = 128;
+    static_assert(BM == 128 && BN % 64 == 0 && BN <= 128, "consumer tile: two m64 blocks, at most 128 columns");
+    // An m64 block's output staging: BN / 64 boxes of 64 rows x 64 columns (128 bytes a row, 128-byte swizzle, as
+    // the output tensor map stores them), one per (consumer, block): 4 x 16 KiB for BN = 128.
+    constexpr u32 BOX = 64 * 128, OUT = (BN / 64) * BOX;
     extern __shared__ __align__(1024) unsigned char ge_smem[];
     const u32 sbase = (ge_smem_addr(ge_smem) + 1023u) & ~1023u;
-    // After the stages: each consumer's epilogue staging (64 rows of LDS floats, padded against bank conflicts),
-    // then the barriers: full[s] at bars + 8 s, empty[s] at bars + 8 (STAGES + s).
-    constexpr int LDS = BN + 8;
-    float* const staging = reinterpret_cast<float*>(ge_smem + (sbase - ge_smem_addr(ge_smem)) + STAGES * STAGE);
-    const u32 bars = sbase + STAGES * STAGE + 2 * 64 * LDS * 4;
+    // After the stages: the output staging, then the barriers: full[s] at bars + 8 s, empty[s] at
+    // bars + 8 (STAGES + s), then the hand-over barrier.
+    const u32 out_stage = sbase + STAGES * STAGE, bars = out_stage + 4 * OUT, bar_hand = bars + 16 * STAGES;
     const int tid = threadIdx.x, wg = tid >> 7;
     const int tiles_n = (n + BN - 1) / BN, tiles = ((m + BM - 1) / BM) * tiles_n, KT = (k + 63) / 64;
     if (tid == 0) {
+        // The tensor maps' first use would fetch them: start that now, under the setup (0.2-0.3 us of the
+        // [4096, 384, 1536] launch, session 10).
+        asm volatile("prefetch.tensormap [%0];\nprefetch.tensormap [%1];\nprefetch.tensormap [%2];\n" ::"l"(&ta),
+                     "l"(&tb), "l"(&tc)
+                     : "memory");
         for (int s = 0; s < STAGES; ++s) {
             ge_mbar_init(bars + 8 * s, 1);
             ge_mbar_init(bars + 8 * (STAGES + s), 4);
         }
+        ge_mbar_init(bar_hand, 1);
         asm volatile("fence.mbarrier_init.release.cluster;\nfence.proxy.async.shared::cta;\n" ::: "memory");
     }
     __syncthreads();
@@ -587,10 +612,10 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
                 for (int kt = 0; kt < KT; ++kt, ++g) {
                     const int s = g % STAGES;
                     ge_mbar_wait(bars + 8 * (STAGES + s), ((g / STAGES) & 1) ^ 1);
-                    const u32 full = bars + 8 * s, dst = sbase + s * STAGE;
-                    ge_mbar_expect_tx(full, STAGE);
-                    ge_tma_load(dst, &ta, kt * 64, m0, full);
-                    ge_tma_load(dst + A_BYTES, &tb, kt * 64, n0, full);
+                    const u32 full_bar = bars + 8 * s, dst = sbase + s * STAGE;
+                    ge_mbar_expect_tx(full_bar, STAGE);
+                    ge_tma_load(dst, &ta, kt * 64, m0, full_bar);
+                    ge_tma_load(dst + A_BYTES, &tb, kt * 64, n0, full_bar);
                 }
             }
         }
@@ -598,75 +623,42 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
     }
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    // Named barrier 1 + c: consumer c's block is staged (over its 128 threads).
     const int cons = wg - 1, lane = tid & 31, wq = (tid >> 5) & 3, wt = tid & 127;
-    float* const stg = staging + cons * 64 * LDS;
-    float acc[MI][BN / 2];
+    float acc[2][BN / 2];
     // Ping-pong: consumer c takes the block's tiles j = c, c + 2, ...
     int j = cons;
     for (int t = blockIdx.x + j * gridDim.x; t < tiles; t += 2 * gridDim.x, j += 2) {
         const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
+        // The bias of this thread's columns (nj * 8 + 2 (lane % 4), + 1 of the C fragments), loaded now so that its
+        // latency hides under the MMAs. n is a multiple of 8, so a pair is inside n or past it; pairs past it read
+        // the last pair and are not stored (a load under a branch here made ptxas serialise the wgmmas).
+        float2 bv[BN / 8];
 #pragma unroll
-        for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-            for (int e = 0; e < BN / 2; ++e) acc[mi][e] = 0.0f;
-        // The tile's bias, for the epilogue: loaded now, its latency hides under the MMAs (about 0.1 us, session 9).
-        uint4 bv[GeTmaChunks<BN, EPI>::PERIOD];
-        if ((n & 7) == 0) ge_tma_bias<T, BN, EPI>(bv, wt, n0, bias, n);
+        for (int nj = 0; nj < BN / 8; ++nj)
+            bv[nj] = ge_unpack2<T>(*reinterpret_cast<const u32*>(bias + min(n0 + nj * 8 + 2 * (lane & 3), n - 2)));
         // A parity wait only tells the current phase from the one before it, so this tile's waits may start only
-        // once every earlier k-tile has landed: the previous tile's consumer signals that (named barrier 1 + c).
-        if (j > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(2 - cons) : "memory");
-        int g = j * KT;
-        for (int kt = 0; kt < KT; ++kt, ++g) {
-            const int s = g % STAGES;
-            ge_mbar_wait(bars + 8 * s, (g / STAGES) & 1);
-            if (kt == KT - 1 && t + gridDim.x < tiles) asm volatile("bar.arrive %0, 256;\n" ::"r"(1 + cons) : "memory");
-            const u32 sA = sbase + s * STAGE;
-            const unsigned long long db = ge_desc_sw128(sA + A_BYTES);
-            const unsigned long long b[4] = {db, db + 2, db + 4, db + 6};
+        // once every earlier k-tile has landed: the previous tile's consumer signals that on the hand-over barrier,
+        // whose phase j - 1 is the hand-over of tile j - 1 (phase j - 2 completed before this consumer's own tile
+        // j - 2 began, so the parity is unambiguous). Named barriers did this before session 10, and a per-block
+        // clock64 trace showed them passing before the arrival.
+        if (j > 0) ge_mbar_wait(bar_hand, (j - 1) & 1);
+        ge_tma_mma<T, BN, STAGES>(acc, sbase, bars, j * KT, KT, A_BYTES, STAGE, lane,
+                                  wt == 0 && t + (int)gridDim.x < tiles, bar_hand);
+        // Epilogue, one m64 block at a time, in registers: bias and activation on the accumulators, packed,
+        // stmatrix into the block's staging, one TMA store per 64-column box. Unrolled: a loop over the blocks
+        // must move block 1 into block 0's registers (64 moves, and ptxas added as many around the wgmmas).
 #pragma unroll
-            for (int mi = 0; mi < MI; ++mi) {
-                const unsigned long long da = ge_desc_sw128(sA + mi * 64 * 128);
-                const unsigned long long a[4] = {da, da + 2, da + 4, da + 6};
-                ge_wgmma_k64<T, BN, false>(acc[mi], a, b);
-            }
-            // The previous k-tile's batches are complete once at most this k-tile's MI are in flight: its stage
-            // goes back to the producer while these MMAs run.
-            if (kt > 0) {
-                asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(MI) : "memory");
-                __syncwarp();
-                if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
-            }
-        }
-        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#pragma unroll
-        for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-            for (int e = 0; e < BN / 2; ++e) asm volatile("" : "+f"(acc[mi][e])::"memory");
-        __syncwarp();
-        if (lane == 0) ge_mbar_arrive(bars + 8 * (STAGES + (g - 1) % STAGES));
-
-        // Epilogue, one m64 block at a time: the f32 accumulators (warp wq holds rows 16 wq .. 16 wq + 15, in the
-        // m16n8 C-fragment order) go to this consumer's staging rows, then ge_tma_finish writes them out.
-#pragma unroll
-        for (int mi = 0; mi < MI; ++mi) {
-#pragma unroll
-            for (int nj = 0; nj < BN / 8; ++nj)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int r = wq * 16 + (lane >> 2) + h * 8, c = nj * 8 + 2 * (lane & 3);
-                    *reinterpret_cast<float2*>(&stg[r * LDS + c]) =
-                        make_float2(acc[mi][nj * 4 + 2 * h], acc[mi][nj * 4 + 2 * h + 1]);
-                }
-            asm volatile("bar.sync %0, %1;\n" ::"r"(3 + cons), "n"(EPI) : "memory");
-            if (mi == MI - 1)
-                ge_tma_finish<T, BN, EPI, ACT, 2>(stg, wt, m0 + mi * 64, n0, bv, bias, C, m, n);
-            else
-                ge_tma_finish<T, BN, EPI, ACT, 1>(stg, wt, m0 + mi * 64, n0, bv, bias, C, m, n);
-            asm volatile("bar.sync %0, %1;\n" ::"r"(5 + cons), "n"(EPI) : "memory");
+        for (int mi = 0; mi < 2; ++mi) {
+            const u32 dst = out_stage + (2 * cons + mi) * OUT;
+            ge_tma_stage_both<T, ACT, BN>(acc[mi], bv, dst, wq, lane);
+            ge_tma_store_block<BN>(&tc, dst, n0, m0 + mi * 64, cons, wt);
         }
     }
+    // Shared memory must outlive the stores' reads (only those: the writes complete with the grid).
+    if (wt == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
-#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT>(ta, tb, bias, C, m, n, k);
+#define GE_BODY_TMA(T, ACT) gemm_tma_bias_act<T, GE_TMA, ACT>(ta, tb, tc, bias, m, n, k);
 #else
 #define GE_BODY_TMA(T, ACT)
 #endif
@@ -689,14 +681,15 @@ __device__ __forceinline__ void gemm_tma_bias_act(const GeTmaMap& ta, const GeTm
         GE_BODY(T, ACT)                                                                                          \
     }
 // TMA form (sm_90a, the `_tma` entry points; empty elsewhere and never launched there): a consumer warpgroup's
-// tile is 128 x 192 (m64n192k16), 3 stages of (128 + 192) x 64 x 2 bytes = 120 KiB, 2 x 64 x 200 x 4 bytes of
-// epilogue staging, 1 KiB alignment, barriers (221 KiB); 384 threads (producer + two consumers), one block per SM,
-// persistent grid. Fastest of the configurations measured for [4096, 384, 1536] (tools/gemm/README.md).
-#define GE_TMA 128, 192, 3
+// tile is 128 x 128 (m64n128k16), 4 stages of (128 + 128) x 64 x 2 bytes = 128 KiB, 4 x 64 x 128 x 2 bytes of
+// output staging, 1 KiB alignment, barriers (193 KiB); 384 threads (producer + two consumers), one block per SM,
+// persistent grid. Fastest of the configurations measured for [4096, 384, 1536] (tools/gemm/README.md): with the
+// register epilogue 128 x 192 tiles (256 of them: 2 waves) lost to 128 x 128 (384: 3 waves, a smaller last tile).
+#define GE_TMA 128, 128, 4
 #define GE_ENTRY_TMA(SUF, T, ACTNAME, ACT)                                                                     \
     extern "C" __global__ void __launch_bounds__(384, 1)                                                       \
         gemm_bias_##ACTNAME##_##SUF##_tma(const __grid_constant__ GeTmaMap ta, const __grid_constant__ GeTmaMap tb, \
-                                          const T* bias, T* C, int m, int n, int k) {                          \
+                                          const __grid_constant__ GeTmaMap tc, const T* bias, int m, int n, int k) { \
         GE_BODY_TMA(T, ACT)                                                                                      \
     }
 #define GE_ENTRIES(SUF, T) \
