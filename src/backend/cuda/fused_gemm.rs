@@ -294,8 +294,7 @@ impl CudaBackend {
             .map_err(super::launch_err("fused GEMM (shared-memory limit)"))?;
         let (m, n, k) = (spec.m as i32, spec.n as i32, spec.k as i32);
         let (tiles_m, tiles_n) = (spec.m.div_ceil(tile.bm), spec.n.div_ceil(tile.bn));
-        // Built before the launch builder borrows them.
-        // x, W and the output (64 x 64 boxes).
+        // x, W and the output (64 x 64 boxes), built before the launch builder borrows them.
         let maps = if tma {
             Some([
                 tma_map(p.x, spec.m, spec.k, tile.bm, spec.dtype)?,

@@ -504,8 +504,9 @@ template <> __device__ __forceinline__ float2 ge_unpack2<__half>(u32 v) {
 }
 
 // Bias, activation, packing and stmatrix of one m64 block's accumulators x (C-fragment order: x[nj * 4 + 2 h + e] is
-// row 16 wq + 8 h + lane / 4, column nj * 8 + 2 (lane % 4) + e; bv[nj] the bias of those two columns) into its staging: BN / 64 boxes of 64 rows x 128 bytes,
-// 16-byte chunks swizzled as TMA's 128-byte swizzle has them (chunk c of row r at c ^ (r % 8): conflict-free).
+// row 16 wq + 8 h + lane / 4, column nj * 8 + 2 (lane % 4) + e; bv[nj] the bias of those two columns) into its
+// staging: BN / 64 boxes of 64 rows x 128 bytes, 16-byte chunks swizzled as TMA's 128-byte swizzle has them (chunk c
+// of row r at c ^ (r % 8): conflict-free).
 template <typename T, int ACT, int BN>
 __device__ __forceinline__ void ge_tma_stage_both(const float (&x)[BN / 2], const float2 (&bv)[BN / 8], u32 dst, int wq,
                                                   int lane) {
