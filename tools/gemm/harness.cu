@@ -416,8 +416,12 @@ template <typename T> static void correctness(bool small) {
     struct S {
         int m, n, k;
     };
-    std::vector<S> shapes = {{1, 1, 8}, {1, 37, 24}, {37, 45, 24}, {129, 130, 8}, {200, 136, 384}, {3, 257, 1000}, {2000, 2000, 72}};
+    std::vector<S> shapes = {{1, 1, 8}, {1, 37, 24}, {37, 45, 24}, {129, 130, 8}, {200, 136, 384}, {3, 257, 1000},
+                             {2000, 2000, 72}, {2200, 1300, 24}};
     if (!small) {
+        shapes.push_back({20000, 64, 40});    // 157 row tiles of one column tile: two waves, a block's rows apart
+        shapes.push_back({40000, 200, 384});  // 626 tiles: five a block
+        shapes.push_back({3000, 1400, 264});
         shapes.push_back({333, 1531, 384});
         shapes.push_back({4096, 1536, 384});
         shapes.push_back({1000, 1001, 1000});
