@@ -1,8 +1,8 @@
 //! Our own tensor-core GEMM with the bias + GELU epilogue fused (kernels/gemm_epilogue.cu), for
 //! `FusedLinearAddGelu` with the erf form in f16/bf16: cuBLASLt's GELU epilogue computes the tanh form only, and
 //! its plain product followed by the in-place `bias_gelu_erf` kernel costs a second pass over the output plus an
-//! expensive erf per element. On the H100, bf16 [4096, 384, 1536]: 12.4-12.8 us fused (TMA form) against 35.4-36.6
-//! us for that pair and 11.3-12.0 us for cuBLASLt's plain product (tools/gemm/README.md, session 10).
+//! expensive erf per element. On the H100, bf16 [4096, 384, 1536]: 12.3-12.6 us fused (TMA form) against 35.7-36.4
+//! us for that pair and 11.4-11.8 us for cuBLASLt's plain product (tools/gemm/README.md, session 11).
 //!
 //! The kernel needs f16/bf16, W stored [n, k] (transpose_b; W stored [k, n] is not supported), k a multiple of 8,
 //! 16-byte aligned x, W, bias and output, compute capability 8.0 or newer, and m that fits its grid. On compute
